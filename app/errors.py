@@ -1,0 +1,110 @@
+"""The errors every layer raises. Each carries its HTTP status and a machine code.
+
+Services raise them; the web layer renders them (JSON `{"error", "code"}` or an
+HTML fragment) and the CLI prints them, so a user's mistake never becomes a
+traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AppError",
+    "InvalidInputs",
+    "RunNotCancellable",
+    "RunNotFound",
+    "RunNotRestartable",
+    "SchedulingFailed",
+    "SnapshotUnusable",
+    "SpecInvalid",
+    "SpecIssue",
+]
+
+
+class AppError(Exception):
+    """Base of our own errors: a message for people, a code for machines, a status."""
+
+    status: int = 400
+    code: str = "error"
+    title: str = "Error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a workflow file: where it is and what would be right."""
+
+    source: str
+    line: int | None
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        loc = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{loc}: {self.where}: {self.message}" if self.where else f"{loc}: {self.message}"
+
+
+class SpecInvalid(AppError):
+    """A workflow file (or a stored snapshot) that does not describe a valid workflow."""
+
+    status = 422
+    code = "invalid_workflow"
+    title = "Invalid workflow"
+
+    def __init__(self, issues: list[SpecIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class InvalidInputs(AppError):
+    """Inputs that do not fit the workflow's state schema; nothing was written."""
+
+    status = 422
+    code = "invalid_inputs"
+    title = "Invalid inputs"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class RunNotFound(AppError):
+    status = 404
+    code = "run_not_found"
+    title = "Run not found"
+
+
+class RunNotRestartable(AppError):
+    """The run is pending or running, or a restart of it is already pending or running."""
+
+    status = 400
+    code = "invalid_state"
+    title = "Cannot restart"
+
+
+class RunNotCancellable(AppError):
+    status = 400
+    code = "invalid_state"
+    title = "Cannot cancel"
+
+
+class SnapshotUnusable(AppError):
+    """The stored config snapshot is missing, corrupt or no longer valid."""
+
+    status = 500
+    code = "snapshot_unusable"
+    title = "Cannot restart"
+
+
+class SchedulingFailed(AppError):
+    status = 500
+    code = "scheduling_failed"
+    title = "Cannot restart"
