@@ -1,0 +1,125 @@
+"""Read models: what pages, the JSON API and the CLI get from the store.
+
+Plain frozen dataclasses, so templates read attributes and nothing downstream
+can issue a query by accident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Cursor", "RunDetail", "RunFilters", "RunPage", "RunSummary", "StepView"]
+
+ACTIVE = frozenset({"pending", "running"})
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as the list shows it: no large JSON columns."""
+
+    id: str
+    workflow_name: str
+    status: str
+    trigger: str
+    attempt: int
+    restarted_from: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    error_type: str | None
+    error_message: str | None
+    error_node: str | None
+    total_tokens: int
+    total_cost_usd: float
+    steps_total: int
+    steps_done: int
+    current_node: str | None
+    restarted_as: tuple[str, ...] = ()
+    # The newest restart of this run while it is pending or running: the run
+    # is then "restarting", which is derived here and never stored.
+    active_restart: RunSummary | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def is_restarting(self) -> bool:
+        return self.active_restart is not None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        if self.completed_at is None:
+            return None
+        return max(0.0, (self.completed_at - self.started_at).total_seconds())
+
+
+@dataclass(frozen=True)
+class StepView:
+    node_id: str
+    step_order: int
+    item_index: int | None
+    status: str
+    started_at: datetime
+    completed_at: datetime | None
+    duration_ms: float | None
+    output: Any
+    error: str | None
+    tokens: int
+    tries: int
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """A run with everything the detail page and the JSON detail show."""
+
+    summary: RunSummary
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None
+    config_snapshot: Any
+    steps: tuple[StepView, ...] = ()
+    restarted_as_runs: tuple[RunSummary, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    status: str | None = None
+    workflow: str | None = None
+    id_prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Keyset position: the last row seen, by (created_at, id) descending."""
+
+    created_at: datetime
+    id: str
+
+    def encode(self) -> str:
+        return f"{self.created_at.isoformat()}_{self.id}"
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """Raise ValueError on anything that is not a cursor this store made."""
+        import uuid
+
+        stamp, _, run_id = token.rpartition("_")
+        created = datetime.fromisoformat(stamp)
+        if created.tzinfo is None:
+            raise ValueError("cursor timestamp has no time zone")
+        return cls(created, str(uuid.UUID(run_id)))
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: tuple[RunSummary, ...]
+    next_cursor: str | None
+    filters: RunFilters = field(default_factory=RunFilters)

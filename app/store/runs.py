@@ -1,0 +1,533 @@
+"""RunStore: every query on runs and steps.
+
+Writes that race (claiming a pending run, finishing, cancelling, creating a
+restart) are single conditional statements, so they are atomic on SQLite and
+PostgreSQL alike without read-then-write transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
+from app.store.tables import ACTIVE_STATUSES, StepRun, WorkflowRun
+
+__all__ = ["ClaimedRun", "DuplicateActiveRestart", "RunStore"]
+
+Clock = Callable[[], datetime]
+
+_SUMMARY_COLUMNS = (
+    WorkflowRun.id,
+    WorkflowRun.workflow_name,
+    WorkflowRun.status,
+    WorkflowRun.trigger,
+    WorkflowRun.attempt,
+    WorkflowRun.restarted_from,
+    WorkflowRun.created_at,
+    WorkflowRun.started_at,
+    WorkflowRun.completed_at,
+    WorkflowRun.error_type,
+    WorkflowRun.error_message,
+    WorkflowRun.error_node,
+    WorkflowRun.total_tokens,
+    WorkflowRun.total_cost_usd,
+    WorkflowRun.steps_total,
+    WorkflowRun.steps_done,
+    WorkflowRun.current_node,
+)
+
+
+class DuplicateActiveRestart(Exception):
+    """The database refused a second pending or running restart of the same run."""
+
+
+class ClaimedRun:
+    """A pending run this process has just moved to running, with what it needs to execute."""
+
+    def __init__(self, run_id: str, snapshot: Any, inputs: dict[str, Any], attempt: int):
+        self.id = run_id
+        self.snapshot = snapshot
+        self.inputs = inputs
+        self.attempt = attempt
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc)
+    try:
+        from asyncpg.exceptions import UniqueViolationError
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(exc, UniqueViolationError)
+
+
+def _load(value: Any) -> Any:
+    # Piccolo returns JSON columns as text; a corrupt value stays a string so
+    # that the caller can refuse it with a clear error instead of crashing here.
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _uuid_or_none(run_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(run_id))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _prefix_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The UUID range a hex prefix covers, so a prefix search uses the primary key."""
+    digits = prefix.replace("-", "").lower()
+    if not digits or len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
+        return None
+    low = uuid.UUID(digits.ljust(32, "0"))
+    high = uuid.UUID(digits.ljust(32, "f"))
+    return low, high
+
+
+def _summary(row: dict[str, Any], restarted_as: Sequence[str] = (), active=None) -> RunSummary:
+    return RunSummary(
+        id=str(row["id"]),
+        workflow_name=row["workflow_name"],
+        status=row["status"],
+        trigger=row["trigger"],
+        attempt=row["attempt"],
+        restarted_from=str(row["restarted_from"]) if row["restarted_from"] else None,
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        error_type=row["error_type"],
+        error_message=row["error_message"],
+        error_node=row["error_node"],
+        total_tokens=row["total_tokens"] or 0,
+        total_cost_usd=float(row["total_cost_usd"] or 0.0),
+        steps_total=row["steps_total"] or 0,
+        steps_done=row["steps_done"] or 0,
+        current_node=row["current_node"],
+        restarted_as=tuple(restarted_as),
+        active_restart=active,
+    )
+
+
+class RunStore:
+    """All reads and writes of runs and steps. `clock` gives aware UTC datetimes."""
+
+    def __init__(self, clock: Clock = _utcnow):
+        self.clock = clock
+
+    # -- creating and executing ------------------------------------------------
+
+    async def create_run(
+        self,
+        *,
+        workflow_name: str,
+        snapshot: Any,
+        inputs: dict[str, Any],
+        trigger: str,
+        steps_total: int,
+        owner: str | None,
+        attempt: int = 1,
+        restarted_from: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Insert a pending run; a racing second active restart raises DuplicateActiveRestart."""
+        new_id = uuid.UUID(run_id) if run_id else uuid.uuid4()
+        now = self.clock()
+        row = WorkflowRun(
+            id=new_id,
+            workflow_name=workflow_name,
+            status="pending",
+            trigger=trigger,
+            attempt=attempt,
+            restarted_from=uuid.UUID(restarted_from) if restarted_from else None,
+            config_snapshot=json.dumps(snapshot),
+            inputs=json.dumps(inputs),
+            created_at=now,
+            steps_total=steps_total,
+            owner=owner,
+            heartbeat_at=now,
+        )
+        try:
+            await row.save()
+        except Exception as exc:
+            if restarted_from and _is_unique_violation(exc):
+                raise DuplicateActiveRestart(restarted_from) from exc
+            raise
+        return str(new_id)
+
+    async def delete_run(self, run_id: str) -> None:
+        """Remove a run that never started (scheduling failed): nothing is left behind."""
+        await WorkflowRun.delete().where(
+            (WorkflowRun.id == uuid.UUID(run_id)) & (WorkflowRun.status == "pending")
+        )
+
+    async def claim(self, run_id: str, owner: str) -> ClaimedRun | None:
+        """Move a pending run to running for `owner`; None if it is not pending any more."""
+        now = self.clock()
+        rows = await (
+            WorkflowRun.update(
+                {
+                    WorkflowRun.status: "running",
+                    WorkflowRun.started_at: now,
+                    WorkflowRun.owner: owner,
+                    WorkflowRun.heartbeat_at: now,
+                }
+            )
+            .where((WorkflowRun.id == uuid.UUID(run_id)) & (WorkflowRun.status == "pending"))
+            .returning(
+                WorkflowRun.id,
+                WorkflowRun.config_snapshot,
+                WorkflowRun.inputs,
+                WorkflowRun.attempt,
+            )
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        inputs = _load(row["inputs"])
+        return ClaimedRun(
+            str(row["id"]),
+            _load(row["config_snapshot"]),
+            inputs if isinstance(inputs, dict) else {},
+            row["attempt"],
+        )
+
+    async def step_started(
+        self, run_id: str, node_id: str, order: int, item_index: int | None = None
+    ) -> str:
+        step_id = uuid.uuid4()
+        now = self.clock()
+        await StepRun.insert(
+            StepRun(
+                id=step_id,
+                run=uuid.UUID(run_id),
+                node_id=node_id,
+                step_order=order,
+                item_index=item_index,
+                status="running",
+                started_at=now,
+            )
+        )
+        await WorkflowRun.update(
+            {WorkflowRun.current_node: node_id, WorkflowRun.heartbeat_at: now}
+        ).where((WorkflowRun.id == uuid.UUID(run_id)) & (WorkflowRun.status == "running"))
+        return str(step_id)
+
+    async def step_finished(
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        status: str,
+        started_at: datetime,
+        output: Any = None,
+        error: str | None = None,
+        tokens: int = 0,
+        cost_usd: float = 0.0,
+        tries: int = 1,
+    ) -> None:
+        now = self.clock()
+        await StepRun.update(
+            {
+                StepRun.status: status,
+                StepRun.completed_at: now,
+                StepRun.duration_ms: (now - started_at).total_seconds() * 1000,
+                StepRun.output: json.dumps(output) if output is not None else None,
+                StepRun.error: error,
+                StepRun.tokens: tokens,
+                StepRun.tries: tries,
+            }
+        ).where(StepRun.id == uuid.UUID(step_id))
+        # Counters are updated in place so that concurrent fan-out steps never
+        # lose each other's increments.
+        await WorkflowRun.update(
+            {
+                WorkflowRun.steps_done: WorkflowRun.steps_done + 1,
+                WorkflowRun.total_tokens: WorkflowRun.total_tokens + tokens,
+                WorkflowRun.total_cost_usd: WorkflowRun.total_cost_usd + cost_usd,
+                WorkflowRun.heartbeat_at: now,
+            }
+        ).where(WorkflowRun.id == uuid.UUID(run_id))
+
+    async def finish(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        outputs: dict[str, Any] | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        error_node: str | None = None,
+    ) -> bool:
+        """End a running run. False when it had already ended (cancelled meanwhile)."""
+        rows = await (
+            WorkflowRun.update(
+                {
+                    WorkflowRun.status: status,
+                    WorkflowRun.completed_at: self.clock(),
+                    WorkflowRun.outputs: json.dumps(outputs) if outputs is not None else None,
+                    WorkflowRun.error_type: error_type,
+                    WorkflowRun.error_message: error_message,
+                    WorkflowRun.error_node: error_node,
+                    WorkflowRun.current_node: None,
+                }
+            )
+            .where(
+                (WorkflowRun.id == uuid.UUID(run_id)) & WorkflowRun.status.is_in(ACTIVE_STATUSES)
+            )
+            .returning(WorkflowRun.id)
+        )
+        return bool(rows)
+
+    async def heartbeat(self, run_id: str) -> None:
+        await WorkflowRun.update({WorkflowRun.heartbeat_at: self.clock()}).where(
+            (WorkflowRun.id == uuid.UUID(run_id)) & (WorkflowRun.status == "running")
+        )
+
+    async def status_of(self, run_id: str) -> str | None:
+        row = await (
+            WorkflowRun.select(WorkflowRun.status)
+            .where(WorkflowRun.id == uuid.UUID(run_id))
+            .first()
+        )
+        return row["status"] if row else None
+
+    async def cancel(self, run_id: str) -> bool:
+        """Mark a pending or running run cancelled; its executor stops before the next node."""
+        parsed = _uuid_or_none(run_id)
+        if parsed is None:
+            return False
+        rows = await (
+            WorkflowRun.update(
+                {
+                    WorkflowRun.status: "cancelled",
+                    WorkflowRun.completed_at: self.clock(),
+                    WorkflowRun.error_type: "Cancelled",
+                    WorkflowRun.error_message: "cancelled by an operator",
+                    WorkflowRun.current_node: None,
+                }
+            )
+            .where((WorkflowRun.id == parsed) & WorkflowRun.status.is_in(ACTIVE_STATUSES))
+            .returning(WorkflowRun.id)
+        )
+        return bool(rows)
+
+    async def interrupt_orphans(
+        self, *, is_orphan: Callable[[str | None, datetime | None], bool]
+    ) -> list[str]:
+        """Fail active runs whose owner is gone, as "interrupted". Returns their ids.
+
+        `is_orphan(owner, heartbeat_at)` decides; the update itself is conditional
+        on the heartbeat not having moved, so a run that is alive after all is
+        left alone.
+        """
+        rows = await WorkflowRun.select(
+            WorkflowRun.id, WorkflowRun.owner, WorkflowRun.heartbeat_at, WorkflowRun.status
+        ).where(WorkflowRun.status.is_in(ACTIVE_STATUSES))
+        failed: list[str] = []
+        for row in rows:
+            if not is_orphan(row["owner"], row["heartbeat_at"]):
+                continue
+            when = "before it started" if row["status"] == "pending" else "while it ran"
+            cond = (WorkflowRun.id == row["id"]) & (WorkflowRun.status == row["status"])
+            if row["heartbeat_at"] is not None:
+                cond &= WorkflowRun.heartbeat_at == row["heartbeat_at"]
+            done = await (
+                WorkflowRun.update(
+                    {
+                        WorkflowRun.status: "failed",
+                        WorkflowRun.completed_at: self.clock(),
+                        WorkflowRun.error_type: "Interrupted",
+                        WorkflowRun.error_message: (
+                            f"interrupted {when}: the process that ran it "
+                            f"({row['owner'] or 'unknown'}) stopped. Restart the run."
+                        ),
+                    }
+                )
+                .where(cond)
+                .returning(WorkflowRun.id)
+            )
+            if done:
+                await StepRun.update(
+                    {StepRun.status: "failed", StepRun.error: "interrupted"}
+                ).where((StepRun.run == row["id"]) & (StepRun.status == "running"))
+                failed.append(str(row["id"]))
+        return failed
+
+    # -- reading ---------------------------------------------------------------
+
+    async def get_summary(self, run_id: str) -> RunSummary | None:
+        parsed = _uuid_or_none(run_id)
+        if parsed is None:
+            return None
+        row = await WorkflowRun.select(*_SUMMARY_COLUMNS).where(WorkflowRun.id == parsed).first()
+        if row is None:
+            return None
+        return (await self._with_lineage([row]))[0]
+
+    async def get_detail(self, run_id: str) -> RunDetail | None:
+        parsed = _uuid_or_none(run_id)
+        if parsed is None:
+            return None
+        row = await (
+            WorkflowRun.select(
+                *_SUMMARY_COLUMNS,
+                WorkflowRun.inputs,
+                WorkflowRun.outputs,
+                WorkflowRun.config_snapshot,
+            )
+            .where(WorkflowRun.id == parsed)
+            .first()
+        )
+        if row is None:
+            return None
+        summary = (await self._with_lineage([row]))[0]
+        steps = await (
+            StepRun.select(
+                StepRun.node_id,
+                StepRun.step_order,
+                StepRun.item_index,
+                StepRun.status,
+                StepRun.started_at,
+                StepRun.completed_at,
+                StepRun.duration_ms,
+                StepRun.output,
+                StepRun.error,
+                StepRun.tokens,
+                StepRun.tries,
+            )
+            .where(StepRun.run == parsed)
+            .order_by(StepRun.step_order)
+            .order_by(StepRun.item_index)
+        )
+        children = await self._children([parsed])
+        child_rows = children.get(str(parsed), [])
+        inputs = _load(row["inputs"])
+        outputs = _load(row["outputs"])
+        return RunDetail(
+            summary=summary,
+            inputs=inputs if isinstance(inputs, dict) else {},
+            outputs=outputs if isinstance(outputs, dict) else None,
+            config_snapshot=_load(row["config_snapshot"]),
+            steps=tuple(
+                StepView(
+                    node_id=s["node_id"],
+                    step_order=s["step_order"],
+                    item_index=s["item_index"],
+                    status=s["status"],
+                    started_at=s["started_at"],
+                    completed_at=s["completed_at"],
+                    duration_ms=s["duration_ms"],
+                    output=_load(s["output"]),
+                    error=s["error"],
+                    tokens=s["tokens"] or 0,
+                    tries=s["tries"] or 1,
+                )
+                for s in steps
+            ),
+            restarted_as_runs=tuple(_summary(c) for c in child_rows),
+        )
+
+    async def get_snapshot(self, run_id: str) -> tuple[RunSummary, Any, dict[str, Any]] | None:
+        """The run, its stored config snapshot and its inputs (for a restart)."""
+        detail_row = await (
+            WorkflowRun.select(*_SUMMARY_COLUMNS, WorkflowRun.config_snapshot, WorkflowRun.inputs)
+            .where(WorkflowRun.id == uuid.UUID(run_id))
+            .first()
+        )
+        if detail_row is None:
+            return None
+        summary = (await self._with_lineage([detail_row]))[0]
+        inputs = _load(detail_row["inputs"])
+        return summary, _load(detail_row["config_snapshot"]), inputs
+
+    async def list_runs(
+        self, filters: RunFilters, cursor: Cursor | None = None, limit: int = 50
+    ) -> RunPage:
+        """Newest first, filtered in the database, by keyset: cost does not grow with the table."""
+        query = WorkflowRun.select(*_SUMMARY_COLUMNS)
+        conditions = []
+        if filters.status:
+            conditions.append(WorkflowRun.status == filters.status)
+        if filters.workflow:
+            conditions.append(WorkflowRun.workflow_name == filters.workflow)
+        if filters.id_prefix:
+            bounds = _prefix_bounds(filters.id_prefix)
+            if bounds is None:
+                return RunPage((), None, filters)
+            conditions.append(WorkflowRun.id >= bounds[0])
+            conditions.append(WorkflowRun.id <= bounds[1])
+        if cursor is not None:
+            cid = uuid.UUID(cursor.id)
+            conditions.append(
+                (WorkflowRun.created_at < cursor.created_at)
+                | ((WorkflowRun.created_at == cursor.created_at) & (WorkflowRun.id < cid))
+            )
+        for condition in conditions:
+            query = query.where(condition)
+        rows = await query.order_by(WorkflowRun.created_at, WorkflowRun.id, ascending=False).limit(
+            limit + 1
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        runs = await self._with_lineage(rows)
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = Cursor(last["created_at"], str(last["id"])).encode()
+        return RunPage(tuple(runs), next_cursor, filters)
+
+    async def workflow_names(self) -> list[str]:
+        """Distinct workflow names by a loose index scan: one index probe per name."""
+        rows = await WorkflowRun.raw(
+            "WITH RECURSIVE names(n) AS ("
+            " SELECT MIN(workflow_name) FROM workflow_run"
+            " UNION ALL"
+            " SELECT (SELECT MIN(workflow_name) FROM workflow_run WHERE workflow_name > names.n)"
+            " FROM names WHERE names.n IS NOT NULL"
+            ") SELECT n FROM names WHERE n IS NOT NULL"
+        )
+        return [r["n"] for r in rows]
+
+    async def _children(self, parent_ids: Iterable[uuid.UUID]) -> dict[str, list[dict[str, Any]]]:
+        ids = list(parent_ids)
+        if not ids:
+            return {}
+        rows = await (
+            WorkflowRun.select(*_SUMMARY_COLUMNS)
+            .where(WorkflowRun.restarted_from.is_in(ids))
+            .order_by(WorkflowRun.created_at, WorkflowRun.id, ascending=False)
+        )
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            grouped.setdefault(str(row["restarted_from"]), []).append(row)
+        return grouped
+
+    async def _with_lineage(self, rows: Sequence[dict[str, Any]]) -> list[RunSummary]:
+        """Attach `restarted_as` and the active restart with one query for all rows."""
+        children = await self._children(r["id"] for r in rows)
+        result = []
+        for row in rows:
+            kids = children.get(str(row["id"]), [])
+            active = next((k for k in kids if k["status"] in ACTIVE_STATUSES), None)
+            result.append(
+                _summary(
+                    row,
+                    [str(k["id"]) for k in kids],
+                    _summary(active) if active is not None else None,
+                )
+            )
+        return result
