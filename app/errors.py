@@ -29,9 +29,19 @@ class AppError(Exception):
     code: str = "error"
     title: str = "Error"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        run: object | None = None,
+    ):
         super().__init__(message)
         self.message = message
+        # The run the error is about, when known, so that the dashboard can show
+        # the error inside that run's row and keep the row usable.
+        self.run = run
         if code is not None:
             self.code = code
         if status is not None:

@@ -40,6 +40,8 @@ class RunSummary:
     # The newest restart of this run while it is pending or running: the run
     # is then "restarting", which is derived here and never stored.
     active_restart: RunSummary | None = None
+    # The newest restart, whatever its status: the row shows its outcome.
+    latest_restart: RunSummary | None = None
 
     @property
     def is_active(self) -> bool:
@@ -122,4 +124,5 @@ class Cursor:
 class RunPage:
     runs: tuple[RunSummary, ...]
     next_cursor: str | None
+    prev_cursor: str | None = None
     filters: RunFilters = field(default_factory=RunFilters)

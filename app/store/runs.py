@@ -98,7 +98,12 @@ def _prefix_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID] | None:
     return low, high
 
 
-def _summary(row: dict[str, Any], restarted_as: Sequence[str] = (), active=None) -> RunSummary:
+def _summary(
+    row: dict[str, Any],
+    restarted_as: Sequence[str] = (),
+    active: RunSummary | None = None,
+    latest: RunSummary | None = None,
+) -> RunSummary:
     return RunSummary(
         id=str(row["id"]),
         workflow_name=row["workflow_name"],
@@ -119,6 +124,7 @@ def _summary(row: dict[str, Any], restarted_as: Sequence[str] = (), active=None)
         current_node=row["current_node"],
         restarted_as=tuple(restarted_as),
         active_restart=active,
+        latest_restart=latest,
     )
 
 
@@ -455,9 +461,17 @@ class RunStore:
         return summary, _load(detail_row["config_snapshot"]), inputs
 
     async def list_runs(
-        self, filters: RunFilters, cursor: Cursor | None = None, limit: int = 50
+        self,
+        filters: RunFilters,
+        cursor: Cursor | None = None,
+        limit: int = 50,
+        *,
+        before: Cursor | None = None,
     ) -> RunPage:
-        """Newest first, filtered in the database, by keyset: cost does not grow with the table."""
+        """Newest first, filtered in the database, by keyset: cost does not grow with the table.
+
+        `cursor` pages to older runs, `before` back to newer ones.
+        """
         query = WorkflowRun.select(*_SUMMARY_COLUMNS)
         conditions = []
         if filters.status:
@@ -467,7 +481,7 @@ class RunStore:
         if filters.id_prefix:
             bounds = _prefix_bounds(filters.id_prefix)
             if bounds is None:
-                return RunPage((), None, filters)
+                return RunPage((), None, None, filters)
             conditions.append(WorkflowRun.id >= bounds[0])
             conditions.append(WorkflowRun.id <= bounds[1])
         if cursor is not None:
@@ -476,19 +490,47 @@ class RunStore:
                 (WorkflowRun.created_at < cursor.created_at)
                 | ((WorkflowRun.created_at == cursor.created_at) & (WorkflowRun.id < cid))
             )
+        elif before is not None:
+            bid = uuid.UUID(before.id)
+            conditions.append(
+                (WorkflowRun.created_at > before.created_at)
+                | ((WorkflowRun.created_at == before.created_at) & (WorkflowRun.id > bid))
+            )
         for condition in conditions:
             query = query.where(condition)
-        rows = await query.order_by(WorkflowRun.created_at, WorkflowRun.id, ascending=False).limit(
-            limit + 1
-        )
+        ascending = before is not None and cursor is None
+        rows = await query.order_by(
+            WorkflowRun.created_at, WorkflowRun.id, ascending=ascending
+        ).limit(limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
+        if ascending:
+            rows.reverse()
         runs = await self._with_lineage(rows)
-        next_cursor = None
-        if more and rows:
-            last = rows[-1]
-            next_cursor = Cursor(last["created_at"], str(last["id"])).encode()
-        return RunPage(tuple(runs), next_cursor, filters)
+
+        def at(row: dict[str, Any]) -> str:
+            return Cursor(row["created_at"], str(row["id"])).encode()
+
+        if not rows:
+            return RunPage((), None, None, filters)
+        if ascending:
+            next_cursor, prev_cursor = at(rows[-1]), at(rows[0]) if more else None
+        else:
+            next_cursor = at(rows[-1]) if more else None
+            prev_cursor = at(rows[0]) if cursor is not None else None
+        return RunPage(tuple(runs), next_cursor, prev_cursor, filters)
+
+    async def inputs_outputs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Inputs and outputs of the given runs, for the JSON list (the HTML list never reads them)."""
+        if not run_ids:
+            return {}
+        rows = await WorkflowRun.select(
+            WorkflowRun.id, WorkflowRun.inputs, WorkflowRun.outputs
+        ).where(WorkflowRun.id.is_in([uuid.UUID(r) for r in run_ids]))
+        return {
+            str(r["id"]): {"inputs": _load(r["inputs"]), "outputs": _load(r["outputs"])}
+            for r in rows
+        }
 
     async def workflow_names(self) -> list[str]:
         """Distinct workflow names by a loose index scan: one index probe per name."""
@@ -528,6 +570,7 @@ class RunStore:
                     row,
                     [str(k["id"]) for k in kids],
                     _summary(active) if active is not None else None,
+                    _summary(kids[0]) if kids else None,
                 )
             )
         return result

@@ -1,0 +1,171 @@
+"""The `configurable-agents` command line: run, validate, migrate, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app.errors import AppError, InvalidInputs, SpecInvalid
+from app.settings import Settings
+
+__all__ = ["main"]
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+async def _open_store(settings: Settings):
+    """Configure the database, migrate it, fail interrupted runs; returns the run service."""
+    from app.services.runs import RunService
+    from app.store import db
+    from app.store.runs import RunStore
+
+    db.configure(settings.database_url)
+    await db.migrate()
+    service = RunService(
+        RunStore(),
+        heartbeat_seconds=settings.heartbeat_seconds,
+        stale_after_seconds=settings.stale_after_seconds,
+    )
+    await service.recover_interrupted()
+    return service
+
+
+@click.group(
+    help="Run LLM agent workflows written in YAML and record every run.\n\n"
+    "The database is DATABASE_URL (sqlite:///path.db or postgresql://...); by default "
+    "configurable-agents.db in the working directory.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+def main() -> None:
+    pass
+
+
+@main.command(
+    help="Check workflow files. Lists the sections that load but are not executed.\n\n"
+    "Exit code: 0 when every file is valid, 2 otherwise."
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    from app.workflows.loader import load_workflow
+
+    failed = False
+    for name in files:
+        try:
+            spec = load_workflow(Path(name))
+        except SpecInvalid as exc:
+            failed = True
+            _echo_err(f"invalid: {name}")
+            for issue in exc.issues:
+                _echo_err(f"  {issue}")
+            continue
+        click.echo(f"ok: {name} — workflow {spec.flow.name!r}, {len(spec.nodes)} node(s)")
+        for section in spec.ignored_sections:
+            click.echo(f"  ignored (loaded, not executed): {section}")
+    sys.exit(2 if failed else 0)
+
+
+def _parse_inputs(spec: Any, pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, Any]:
+    from app.workflows.loader import parse_cli_value
+
+    inputs: dict[str, Any] = {}
+    if inputs_json:
+        try:
+            loaded = json.loads(Path(inputs_json).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise click.UsageError(f"cannot read --inputs-json {inputs_json}: {exc}") from None
+        except ValueError as exc:
+            raise click.UsageError(f"--inputs-json {inputs_json} is not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise click.UsageError(f"--inputs-json {inputs_json} must hold a JSON object")
+        inputs.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--input {pair!r}: write it as name=value")
+        inputs[key.strip()] = parse_cli_value(spec, key.strip(), raw)
+    return inputs
+
+
+@main.command(
+    help="Run a workflow file once and record the run.\n\n"
+    "Values given with --input are parsed by their state field's type: JSON for lists, "
+    "dicts and objects.\n\n"
+    "Exit code: 0 when the run completed, 1 when it failed, 2 for bad usage or an invalid file.\n\n"
+    "Example: configurable-agents run examples/echo.yaml --input message=hello"
+)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--input", "-i", "pairs", multiple=True, metavar="NAME=VALUE", help="An input.")
+@click.option("--inputs-json", type=click.Path(dir_okay=False), help="A JSON object of inputs.")
+def run(file: str, pairs: tuple[str, ...], inputs_json: str | None) -> None:
+    from app.workflows.loader import load_workflow
+
+    try:
+        spec = load_workflow(Path(file))
+        inputs = _parse_inputs(spec, pairs, inputs_json)
+    except SpecInvalid as exc:
+        _echo_err(f"invalid workflow: {file}")
+        for issue in exc.issues:
+            _echo_err(f"  {issue}")
+        sys.exit(2)
+    except InvalidInputs as exc:
+        _echo_err(f"invalid input: {exc.message}")
+        sys.exit(2)
+
+    async def progress(node_id: str, event: str, data: dict[str, Any]) -> None:
+        item = data.get("item_index")
+        label = f"{node_id}[{item}]" if item is not None else node_id
+        if event == "started":
+            _echo_err(f"→ {label} …")
+        elif event == "completed":
+            _echo_err(f"✓ {label} ({data.get('tokens', 0)} tokens)")
+        else:
+            _echo_err(f"✗ {label}: {data.get('error') or event}")
+
+    async def go():
+        service = await _open_store(Settings.from_env())
+        try:
+            return await service.run_workflow(spec, inputs, trigger="cli", on_step=progress)
+        finally:
+            from app.store import db
+
+            await db.close()
+
+    try:
+        detail = asyncio.run(go())
+    except InvalidInputs as exc:
+        _echo_err(f"invalid input: {exc.message}")
+        sys.exit(2)
+    except AppError as exc:
+        _echo_err(f"error: {exc.message}")
+        sys.exit(2)
+    summary = detail.summary
+    _echo_err(f"run {summary.id} {summary.status}")
+    if summary.status == "completed":
+        click.echo(json.dumps(detail.outputs, indent=2, ensure_ascii=False))
+        sys.exit(0)
+    where = f" in node {summary.error_node!r}" if summary.error_node else ""
+    _echo_err(f"{summary.error_type}{where}: {summary.error_message}")
+    sys.exit(1)
+
+
+@main.command(help="Create or update the database schema. Running it again changes nothing.")
+def migrate() -> None:
+    from app.store import db
+
+    async def go() -> str:
+        db.configure(Settings.from_env().database_url)
+        try:
+            return await db.migrate()
+        finally:
+            await db.close()
+
+    report = asyncio.run(go())
+    applied = "no migrations needed" if "No migrations need" in report else "migrations applied"
+    click.echo(f"{applied}: {Settings.from_env().database_url.split('@')[-1]}")

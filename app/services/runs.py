@@ -1,0 +1,315 @@
+"""Use cases on runs, shared by the dashboard and the CLI: start, execute, restart,
+cancel, and recover runs whose process died."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.errors import (
+    InvalidInputs,
+    RunNotCancellable,
+    RunNotFound,
+    RunNotRestartable,
+    SnapshotUnusable,
+    SpecInvalid,
+)
+from app.store.models import RunDetail, RunSummary
+from app.store.runs import DuplicateActiveRestart, RunStore
+from app.workflows.executor import execute
+from app.workflows.loader import validate_inputs, workflow_from_snapshot
+
+__all__ = ["RestartResult", "RunService", "process_owner"]
+
+StepCallback = Callable[[str, str, dict[str, Any]], Awaitable[None] | None]
+
+
+def process_owner() -> str:
+    """Who executes a run: host and pid, so a later process can tell when it died."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class RestartResult:
+    original: RunSummary
+    run_id: str
+    attempt: int
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Run {self.original.short_id} restarted as {self.run_id[:8]} (attempt {self.attempt})"
+        )
+
+
+class _StoreRecorder:
+    """Reports the executor's steps to the store, and tells it when the run was cancelled."""
+
+    def __init__(self, store: RunStore, run_id: str, on_step: StepCallback | None):
+        self.store = store
+        self.run_id = run_id
+        self.on_step = on_step
+        self._nodes: dict[str, str] = {}
+
+    async def step_started(self, node_id: str, order: int, item_index: int | None) -> str:
+        step_id = await self.store.step_started(self.run_id, node_id, order, item_index)
+        self._nodes[step_id] = node_id
+        await self._notify(node_id, "started", {"item_index": item_index})
+        return step_id
+
+    async def step_finished(self, step_id: str, **result: Any) -> None:
+        await self.store.step_finished(self.run_id, step_id, **result)
+        await self._notify(self._nodes.get(step_id, "?"), result["status"], result)
+
+    async def should_stop(self) -> bool:
+        return await self.store.status_of(self.run_id) != "running"
+
+    async def _notify(self, node_id: str, event: str, data: dict[str, Any]) -> None:
+        if self.on_step is not None:
+            maybe = self.on_step(node_id, event, data)
+            if maybe is not None:
+                await maybe
+
+
+class RunService:
+    """Runs as use cases. Collaborators come in through the constructor."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        heartbeat_seconds: float = 2.0,
+        stale_after_seconds: float = 30.0,
+        owner: str | None = None,
+    ):
+        self.store = store
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stale_after = timedelta(seconds=stale_after_seconds)
+        self.owner = owner or process_owner()
+
+    # -- starting and executing ----------------------------------------------------
+
+    async def create_run(
+        self, spec: Any, inputs: Mapping[str, Any], *, trigger: str = "api"
+    ) -> str:
+        """Validate `inputs` against the spec, then write a pending run. Bad inputs write nothing."""
+        validate_inputs(spec, inputs)
+        return await self.store.create_run(
+            workflow_name=spec.flow.name,
+            snapshot=spec.snapshot(),
+            inputs=dict(inputs),
+            trigger=trigger,
+            steps_total=len(spec.nodes),
+            owner=self.owner,
+        )
+
+    async def run_workflow(
+        self,
+        spec: Any,
+        inputs: Mapping[str, Any],
+        *,
+        trigger: str = "cli",
+        on_step: StepCallback | None = None,
+    ) -> RunDetail:
+        """Create a run and execute it to the end; returns the finished run."""
+        run_id = await self.create_run(spec, inputs, trigger=trigger)
+        await self.execute_run(run_id, on_step=on_step)
+        detail = await self.store.get_detail(run_id)
+        assert detail is not None
+        return detail
+
+    async def execute_run(self, run_id: str, *, on_step: StepCallback | None = None) -> str | None:
+        """Execute a pending run by id; returns its final status (None if it was not pending).
+
+        Whatever happens, the run does not stay `running`: an unexpected error
+        fails it with that error's type and message.
+        """
+        claimed = await self.store.claim(run_id, self.owner)
+        if claimed is None:
+            return None
+        heartbeat = asyncio.create_task(self._heartbeat(run_id))
+        try:
+            try:
+                spec = workflow_from_snapshot(claimed.snapshot)
+                state = validate_inputs(spec, claimed.inputs)
+            except (SpecInvalid, InvalidInputs) as exc:
+                await self.store.finish(
+                    run_id,
+                    status="failed",
+                    error_type="SnapshotUnusable",
+                    error_message=f"the stored workflow snapshot is no longer valid: {exc}",
+                )
+                return "failed"
+            result = await execute(
+                spec,
+                state,
+                attempt=claimed.attempt,
+                recorder=_StoreRecorder(self.store, run_id, on_step),
+            )
+            if result.status == "cancelled":
+                return "cancelled"
+            error = result.error
+            finished = await self.store.finish(
+                run_id,
+                status=result.status,
+                outputs=result.state,
+                error_type=error.type if error else None,
+                error_message=error.message if error else None,
+                error_node=error.node if error else None,
+            )
+            return result.status if finished else await self.store.status_of(run_id)
+        except BaseException as exc:
+            await asyncio.shield(
+                self.store.finish(
+                    run_id,
+                    status="failed",
+                    error_type=type(exc).__name__,
+                    error_message=f"the executor stopped unexpectedly: {exc!r}",
+                )
+            )
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            await self.store.heartbeat(run_id)
+
+    # -- restart and cancel ----------------------------------------------------------
+
+    async def restart(self, run_id: str, *, trigger: str = "dashboard") -> RestartResult:
+        """Create the pending restart of a finished run, from its stored snapshot and inputs.
+
+        Raises RunNotFound, RunNotRestartable (the run or a restart of it is active;
+        the database lets exactly one concurrent restart through) or SnapshotUnusable.
+        The caller schedules `execute_run(result.run_id)`, and calls `abandon` if it cannot.
+        """
+        found = await self.store.get_snapshot(run_id) if _is_uuid(run_id) else None
+        if found is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        original, snapshot, inputs = found
+        if original.is_active:
+            raise RunNotRestartable(
+                f"run {original.short_id} is {original.status}: only a finished run can be"
+                " restarted",
+                run=original,
+            )
+        if original.active_restart is not None:
+            raise RunNotRestartable(
+                f"run {original.short_id} is already restarting as "
+                f"{original.active_restart.short_id} ({original.active_restart.status})",
+                run=original,
+            )
+        if snapshot is None:
+            raise SnapshotUnusable(
+                f"run {original.short_id} has no stored workflow snapshot", run=original
+            )
+        try:
+            spec = workflow_from_snapshot(snapshot)
+            validate_inputs(spec, inputs if isinstance(inputs, dict) else {})
+        except (SpecInvalid, InvalidInputs) as exc:
+            raise SnapshotUnusable(
+                f"the stored snapshot of run {original.short_id} is no longer valid: {exc}",
+                run=original,
+            ) from None
+        attempt = original.attempt + 1
+        try:
+            new_id = await self.store.create_run(
+                workflow_name=spec.flow.name,
+                snapshot=snapshot,
+                inputs=inputs,
+                trigger=trigger,
+                steps_total=len(spec.nodes),
+                owner=self.owner,
+                attempt=attempt,
+                restarted_from=original.id,
+            )
+        except DuplicateActiveRestart:
+            raise RunNotRestartable(
+                f"run {original.short_id} is already restarting", run=original
+            ) from None
+        return RestartResult(original=original, run_id=new_id, attempt=attempt)
+
+    async def abandon(self, run_id: str) -> None:
+        """Remove a pending run that could not be scheduled."""
+        await self.store.delete_run(run_id)
+
+    async def cancel(self, run_id: str) -> RunSummary:
+        """Cancel a pending or running run; the executor stops before its next node."""
+        summary = await self.store.get_summary(run_id)
+        if summary is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        if not await self.store.cancel(run_id):
+            raise RunNotCancellable(
+                f"run {summary.short_id} is {summary.status}: only a pending or running run"
+                " can be cancelled",
+                run=summary,
+            )
+        cancelled = await self.store.get_summary(run_id)
+        assert cancelled is not None
+        return cancelled
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def get_summary(self, run_id: str) -> RunSummary:
+        summary = await self.store.get_summary(run_id)
+        if summary is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return summary
+
+    async def get_detail(self, run_id: str) -> RunDetail:
+        detail = await self.store.get_detail(run_id)
+        if detail is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return detail
+
+    # -- recovery ----------------------------------------------------------------------
+
+    async def recover_interrupted(self) -> list[str]:
+        """Fail, as interrupted, the active runs whose process is gone.
+
+        On this host a dead pid tells at once; elsewhere a running run whose
+        heartbeat stopped for `stale_after_seconds` is taken as dead.
+        """
+        host = socket.gethostname()
+        stale_before = self.store.clock() - self.stale_after
+
+        def is_orphan(owner: str | None, heartbeat_at: datetime | None) -> bool:
+            if owner == self.owner:
+                return False
+            if owner:
+                owner_host, _, pid = owner.rpartition(":")
+                if owner_host == host and pid.isdigit():
+                    return not _pid_alive(int(pid))
+            return heartbeat_at is None or heartbeat_at < stale_before
+
+        return await self.store.interrupt_orphans(is_orphan=is_orphan)
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True

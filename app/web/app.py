@@ -1,0 +1,143 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from litestar import Litestar, get
+from litestar.config.compression import CompressionConfig
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from app.services.runs import RunService
+from app.services.scheduling import BackgroundScheduler, Scheduler
+from app.settings import Settings
+from app.store import db
+from app.store.runs import RunStore
+from app.web.errors import exception_handlers
+from app.web.formatting import FILTERS, build_url
+from app.web.runs import RunController
+from app.web.security import SecurityHeadersMiddleware, same_origin_guard
+
+__all__ = ["ROOT", "create_app"]
+
+ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger("configurable_agents.web")
+
+
+@get("/", include_in_schema=False)
+async def index() -> Redirect:
+    return Redirect("/workflows", status_code=302)
+
+
+@get("/healthz", include_in_schema=False, media_type="text/plain")
+async def healthz() -> str:
+    return "ok"
+
+
+def _configure_jinja(engine: JinjaTemplateEngine) -> None:
+    env = engine.engine
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+    env.filters.update(FILTERS)
+    env.globals["url"] = build_url
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _recover_periodically(service: RunService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await service.recover_interrupted()
+        except Exception:  # a failed sweep must not end the loop; the next one retries
+            log.exception("recovering interrupted runs failed")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+    scheduler: Callable[[RunService], Scheduler] = BackgroundScheduler,
+    migrate: bool = True,
+) -> Litestar:
+    """Build the dashboard. Tests pass a frozen `clock` or another `scheduler`."""
+    settings = settings or Settings.from_env()
+    store = RunStore(clock=clock)
+    runs = RunService(
+        store,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        stale_after_seconds=settings.stale_after_seconds,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        db.configure(settings.database_url)
+        if migrate:
+            await db.migrate()
+        await db.open_pool()
+        await runs.recover_interrupted()
+        sweeper = asyncio.create_task(
+            _recover_periodically(runs, settings.recovery_interval_seconds)
+        )
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await db.close()
+
+    template_config = TemplateConfig(
+        directory=ROOT / "templates",
+        engine=JinjaTemplateEngine,
+        engine_callback=_configure_jinja,
+    )
+    return Litestar(
+        route_handlers=[
+            index,
+            healthz,
+            RunController,
+            create_static_files_router(
+                path="/static", directories=[ROOT / "static"], include_in_schema=False
+            ),
+        ],
+        template_config=template_config,
+        plugins=[HTMXPlugin()],
+        lifespan=[lifespan],
+        state=State(
+            {
+                "settings": settings,
+                "store": store,
+                "runs": runs,
+                "clock": clock,
+                "scheduler": scheduler(runs),
+            }
+        ),
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        before_request=same_origin_guard,
+        middleware=[DefineMiddleware(SecurityHeadersMiddleware)],
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1000),
+        openapi_config=OpenAPIConfig(
+            title="Configurable Agents",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        request_max_body_size=1024 * 1024,
+        debug=False,
+    )

@@ -1,0 +1,85 @@
+"""One place turns errors into answers: `{"error", "code"}` JSON for API clients, an
+HTML fragment for htmx (inside the run's row when the request came from one), and
+a full error page for browsers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.enums import MediaType
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+
+from app.errors import AppError
+from app.store.models import RunSummary
+from app.web.render import answer_format, template, wants_row
+
+__all__ = ["exception_handlers"]
+
+log = logging.getLogger("configurable_agents.web")
+
+_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    422: "invalid",
+    500: "internal_error",
+}
+
+
+def _describe(exc: Exception) -> tuple[int, str, str, str]:
+    """Status, code, title and message of any exception; internals never leak."""
+    if isinstance(exc, AppError):
+        return exc.status, exc.code, exc.title, exc.message
+    if isinstance(exc, ValidationException):
+        details = "; ".join(
+            f"{e.get('key') or 'request'}: {e.get('message')}"
+            for e in (exc.extra if isinstance(exc.extra, list) else [])
+            if isinstance(e, dict)
+        )
+        return 400, "bad_request", "Bad request", details or str(exc.detail)
+    if isinstance(exc, NotFoundException):
+        return 404, "not_found", "Not found", "There is nothing at this address."
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        return status, _CODES.get(status, "error"), "Error", str(exc.detail)
+    log.exception("unexpected error", exc_info=exc)
+    return (
+        500,
+        "internal_error",
+        "Internal error",
+        "Something went wrong on our side; it is logged.",
+    )
+
+
+def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    status, code, title, message = _describe(exc)
+    fmt = answer_format(request)
+    if fmt == "json":
+        return Response(
+            {"error": message, "code": code}, status_code=status, media_type=MediaType.JSON
+        )
+    run = getattr(exc, "run", None)
+    if fmt == "htmx":
+        run_id = request.path_params.get("run_id", "") if request.scope.get("path_params") else ""
+        if isinstance(run, RunSummary) and wants_row(request, run.id):
+            return template(
+                "runs/_row.html", status, run=run, row_error=message, now=request.app.state.clock()
+            )
+        if run_id and wants_row(request, str(run_id)):
+            return template("errors/_row_missing.html", status, run_id=str(run_id), message=message)
+        response = template(
+            "errors/_alert.html", status, title=title, message=message, status=status
+        )
+        response.headers["HX-Retarget"] = "#alerts"
+        response.headers["HX-Reswap"] = "afterbegin"
+        return response
+    return template(
+        "errors/error.html", status, title=title, message=message, status=status, code=code
+    )
+
+
+exception_handlers = {Exception: handle}

@@ -1,0 +1,99 @@
+"""Jinja filters: times, durations and JSON, formatted one way everywhere."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import yaml
+
+__all__ = ["FILTERS", "build_url"]
+
+
+def absolute(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat() if value is not None else ""
+
+
+def relative(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "—"
+    seconds = int((now - value).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago" if seconds >= 5 else "just now"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def to_yaml(value: Any) -> str:
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100)
+
+
+FILTERS = {
+    "absolute": absolute,
+    "iso": iso,
+    "relative": relative,
+    "duration": duration,
+    "pretty_json": to_json,
+    "yaml": to_yaml,
+}
+
+
+def timeline(steps: Any) -> list[dict[str, Any]]:
+    """Bars for the step timeline: offset and width in percent of the run's span."""
+    steps = list(steps)
+    if not steps:
+        return []
+    start = min(s.started_at for s in steps)
+    ends = [
+        s.completed_at or (s.started_at + timedelta(milliseconds=s.duration_ms or 0)) for s in steps
+    ]
+    span = max((end - start).total_seconds() for end in ends) or 1e-9
+    bars = []
+    for step, end in zip(steps, ends, strict=True):
+        offset = (step.started_at - start).total_seconds()
+        width = max((end - step.started_at).total_seconds(), 0.0)
+        bars.append(
+            {
+                "step": step,
+                "x": round(100 * offset / span, 2),
+                # A zero-length step still gets a visible sliver.
+                "w": max(round(100 * width / span, 2), 0.4),
+            }
+        )
+    return bars
+
+
+def build_url(path: str, **params: Any) -> str:
+    query = {k: v for k, v in params.items() if v not in (None, "")}
+    return f"{path}?{urlencode(query)}" if query else path
+
+
+FILTERS["timeline"] = timeline

@@ -1,0 +1,254 @@
+"""RunController: the run list, a run's detail and row, restart and cancel.
+
+Handlers read input, call one service or store method, and answer in the
+format the client asked for (see render.py). Errors are raised, never caught:
+errors.py renders them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.enums import MediaType
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect
+
+from app.errors import AppError, SchedulingFailed
+from app.services.runs import RunService
+from app.store.models import Cursor, RunFilters
+from app.store.runs import RunStore
+from app.store.tables import RUN_STATUSES
+from app.web.render import answer_format, template
+from app.web.serializers import detail_json, page_json, run_json
+
+__all__ = ["RunController"]
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+
+class InvalidQuery(AppError):
+    status = 400
+    code = "invalid_query"
+    title = "Invalid filter"
+
+
+def provide_runs(request: Request[Any, Any, Any]) -> RunService:
+    return request.app.state.runs
+
+
+def provide_store(request: Request[Any, Any, Any]) -> RunStore:
+    return request.app.state.store
+
+
+def _cursor(token: str | None, name: str) -> Cursor | None:
+    if not token:
+        return None
+    try:
+        return Cursor.decode(token)
+    except ValueError:
+        raise InvalidQuery(f"{name} {token!r} is not a cursor from this list") from None
+
+
+def _filters(status: str | None, workflow: str | None, q: str | None) -> RunFilters:
+    status = (status or "").strip() or None
+    if status is not None and status not in RUN_STATUSES:
+        raise InvalidQuery(f"status {status!r} is not one of: {', '.join(RUN_STATUSES)}")
+    q = (q or "").strip() or None
+    if q is not None and (len(q) > 36 or any(c not in "0123456789abcdefABCDEF-" for c in q)):
+        raise InvalidQuery(f"q {q!r} is not the start of a run id (hex digits and dashes)")
+    return RunFilters(status=status, workflow=(workflow or "").strip() or None, id_prefix=q)
+
+
+class RunController(Controller):
+    path = "/workflows"
+    dependencies = {
+        "runs": Provide(provide_runs, sync_to_thread=False),
+        "store": Provide(provide_store, sync_to_thread=False),
+    }
+
+    async def _page(
+        self,
+        request: Request[Any, Any, Any],
+        store: RunStore,
+        *,
+        status: str | None,
+        workflow: str | None,
+        q: str | None,
+        cursor: str | None,
+        before: str | None,
+        limit: int,
+        partial: bool,
+    ) -> Response[Any]:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+        filters = _filters(status, workflow, q)
+        page = await store.list_runs(
+            filters, _cursor(cursor, "cursor"), limit, before=_cursor(before, "before")
+        )
+        fmt = answer_format(request)
+        if fmt == "json":
+            inputs = await store.inputs_outputs([r.id for r in page.runs])
+            return Response(page_json(page, inputs), media_type=MediaType.JSON)
+        context = {
+            "page": page,
+            "filters": filters,
+            "limit": limit,
+            "now": request.app.state.clock(),
+        }
+        if fmt == "htmx" or partial:
+            return template("runs/_table.html", **context)
+        return template("runs/index.html", workflow_names=await store.workflow_names(), **context)
+
+    @get("/", name="runs:list", summary="List runs, newest first")
+    async def list_runs(
+        self,
+        request: Request[Any, Any, Any],
+        store: RunStore,
+        status: FromQuery[str | None] = None,
+        status_filter: FromQuery[str | None] = None,
+        workflow: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        before: FromQuery[str | None] = None,
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+    ) -> Response[Any]:
+        """Runs filtered by `status` (alias `status_filter`), `workflow` and run-id prefix
+        `q`, paged by `cursor` (older) or `before` (newer)."""
+        return await self._page(
+            request,
+            store,
+            status=status or status_filter,
+            workflow=workflow,
+            q=q,
+            cursor=cursor,
+            before=before,
+            limit=limit,
+            partial=False,
+        )
+
+    @get("/table", name="runs:table", summary="The run table partial")
+    async def runs_table(
+        self,
+        request: Request[Any, Any, Any],
+        store: RunStore,
+        status: FromQuery[str | None] = None,
+        status_filter: FromQuery[str | None] = None,
+        workflow: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        before: FromQuery[str | None] = None,
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+    ) -> Response[Any]:
+        return await self._page(
+            request,
+            store,
+            status=status or status_filter,
+            workflow=workflow,
+            q=q,
+            cursor=cursor,
+            before=before,
+            limit=limit,
+            partial=True,
+        )
+
+    @get("/{run_id:str}", name="runs:detail", summary="One run with its steps")
+    async def get_run(
+        self, request: Request[Any, Any, Any], runs: RunService, run_id: FromPath[str]
+    ) -> Response[Any]:
+        detail = await runs.get_detail(run_id)
+        if answer_format(request) == "json":
+            return Response(detail_json(detail), media_type=MediaType.JSON)
+        return template(
+            "runs/detail.html", detail=detail, run=detail.summary, now=request.app.state.clock()
+        )
+
+    @get("/{run_id:str}/row", name="runs:row", summary="One run as a table row")
+    async def run_row(
+        self, request: Request[Any, Any, Any], runs: RunService, run_id: FromPath[str]
+    ) -> Response[Any]:
+        run = await runs.get_summary(run_id)
+        if answer_format(request) == "json":
+            return Response(run_json(run), media_type=MediaType.JSON)
+        return template("runs/_row.html", run=run, now=request.app.state.clock())
+
+    @post(
+        "/{run_id:str}/restart",
+        name="runs:restart",
+        status_code=200,
+        summary="Restart a finished run as a new run",
+    )
+    async def restart_run(
+        self, request: Request[Any, Any, Any], runs: RunService, run_id: FromPath[str]
+    ) -> Response[Any]:
+        """Create the new pending run, schedule it, and answer at once.
+
+        404: no such run. 400: the run, or a restart of it, is pending or running.
+        500: the stored snapshot is unusable, or scheduling failed (no run is left behind).
+        """
+        fmt = answer_format(request)
+        result = await runs.restart(run_id, trigger="api" if fmt == "json" else "dashboard")
+        try:
+            background = request.app.state.scheduler.schedule(result.run_id)
+        except Exception as exc:
+            await runs.abandon(result.run_id)
+            raise SchedulingFailed(
+                f"run {result.original.short_id} could not be scheduled: {exc}",
+                run=result.original,
+            ) from exc
+        if fmt == "json":
+            return Response(
+                {
+                    "status": "restarted",
+                    "message": result.message,
+                    "original_run_id": result.original.id,
+                    "run_id": result.run_id,
+                    "attempt": result.attempt,
+                },
+                media_type=MediaType.JSON,
+                background=background,
+            )
+        if fmt == "html":
+            return Redirect(f"/workflows/{result.run_id}", status_code=303, background=background)
+        original = await runs.get_summary(result.original.id)
+        new_run = await runs.get_summary(result.run_id)
+        response = template(
+            "runs/_restarted.html",
+            run=original,
+            new_run=new_run,
+            message=result.message,
+            now=request.app.state.clock(),
+        )
+        response.background = background
+        return response
+
+    @post(
+        "/{run_id:str}/cancel",
+        name="runs:cancel",
+        status_code=200,
+        summary="Cancel a pending or running run",
+    )
+    async def cancel_run(
+        self, request: Request[Any, Any, Any], runs: RunService, run_id: FromPath[str]
+    ) -> Response[Any]:
+        run = await runs.cancel(run_id)
+        fmt = answer_format(request)
+        if fmt == "json":
+            return Response(
+                {
+                    "status": "cancelled",
+                    "run_id": run.id,
+                    "message": f"Run {run.short_id} cancelled",
+                },
+                media_type=MediaType.JSON,
+            )
+        if fmt == "html":
+            return Redirect(f"/workflows/{run.id}", status_code=303)
+        return template(
+            "runs/_cancelled.html",
+            run=run,
+            message=f"Run {run.short_id} cancelled",
+            now=request.app.state.clock(),
+        )

@@ -1,0 +1,72 @@
+"""The JSON shapes of DESIGN.md §5. Field names are a contract: add, never rename."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.store.models import RunDetail, RunPage, RunSummary, StepView
+from app.web.formatting import iso
+
+__all__ = ["detail_json", "page_json", "run_json"]
+
+
+def _error(run: RunSummary) -> dict[str, Any] | None:
+    if run.error_type is None and run.error_message is None:
+        return None
+    return {"type": run.error_type, "message": run.error_message, "node": run.error_node}
+
+
+def run_json(run: RunSummary, *, inputs: Any = None, outputs: Any = None) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "workflow_name": run.workflow_name,
+        "status": run.status,
+        "attempt": run.attempt,
+        "restarted_from": run.restarted_from,
+        "restarted_as": list(run.restarted_as),
+        "restarting": run.is_restarting,
+        "trigger": run.trigger,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at) or None,
+        "completed_at": iso(run.completed_at) or None,
+        "duration_seconds": run.duration_seconds,
+        "inputs": inputs,
+        "outputs": outputs,
+        "error": _error(run),
+        "total_tokens": run.total_tokens,
+        "total_cost_usd": run.total_cost_usd,
+        "steps_total": run.steps_total,
+        "steps_done": run.steps_done,
+        "current_node": run.current_node,
+    }
+
+
+def _step_json(step: StepView) -> dict[str, Any]:
+    return {
+        "node_id": step.node_id,
+        "order": step.step_order,
+        "item_index": step.item_index,
+        "status": step.status,
+        "started_at": iso(step.started_at),
+        "completed_at": iso(step.completed_at) or None,
+        "duration_ms": step.duration_ms,
+        "output": step.output,
+        "error": step.error,
+        "tokens": step.tokens,
+        "tries": step.tries,
+    }
+
+
+def detail_json(detail: RunDetail) -> dict[str, Any]:
+    body = run_json(detail.summary, inputs=detail.inputs, outputs=detail.outputs)
+    body["steps"] = [_step_json(s) for s in detail.steps]
+    body["config_snapshot"] = detail.config_snapshot
+    return body
+
+
+def page_json(page: RunPage, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "runs": [run_json(r, **inputs.get(r.id, {})) for r in page.runs],
+        "next_cursor": page.next_cursor,
+        "prev_cursor": page.prev_cursor,
+    }

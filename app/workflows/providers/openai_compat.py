@@ -1,0 +1,239 @@
+"""Any OpenAI-compatible Chat Completions endpoint, through the official SDK.
+
+The original format's provider names keep working: each maps to its vendor's
+OpenAI-compatible endpoint and the usual key variable. `api_base` (or
+`base_url`) in the config, or `<PROVIDER>_BASE_URL` in the environment, points
+at another server (vLLM, LM Studio, a proxy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from app.errors import InvalidInputs
+from app.workflows.providers.base import LLMRequest, LLMResult, ProviderError
+from app.workflows.types import check_value, json_schema, type_of
+
+__all__ = ["ENDPOINTS", "OpenAICompatibleProvider"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    key_vars: tuple[str, ...]
+    base_var: str
+    needs_key: bool = True
+
+
+ENDPOINTS = {
+    "openai": Endpoint("https://api.openai.com/v1", ("OPENAI_API_KEY",), "OPENAI_BASE_URL"),
+    "google": Endpoint(
+        "https://generativelanguage.googleapis.com/v1beta/openai/",
+        ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+        "GOOGLE_BASE_URL",
+    ),
+    "anthropic": Endpoint(
+        "https://api.anthropic.com/v1/", ("ANTHROPIC_API_KEY",), "ANTHROPIC_BASE_URL"
+    ),
+    "ollama": Endpoint("http://localhost:11434/v1", ("OLLAMA_API_KEY",), "OLLAMA_BASE_URL", False),
+}
+
+# USD per million tokens (input, output) for a few common models; others cost 0.
+PRICES = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+}
+
+
+def _base_url(provider: str, endpoint: Endpoint, settings: dict[str, Any]) -> str:
+    url = settings.get("api_base") or settings.get("base_url") or os.environ.get(endpoint.base_var)
+    url = (url or endpoint.base_url).rstrip("/")
+    if provider == "ollama" and not url.endswith("/v1"):
+        url += "/v1"  # the original wrote Ollama's root URL; its OpenAI API lives under /v1
+    return url
+
+
+def _api_key(provider: str, endpoint: Endpoint, settings: dict[str, Any]) -> str:
+    names = (settings["api_key_env"],) if settings.get("api_key_env") else endpoint.key_vars
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    if not endpoint.needs_key:
+        return provider
+    raise ProviderError(
+        f"provider {provider!r} needs an API key: set {' or '.join(names)} in the environment"
+        " (or name another variable with config.llm.api_key_env)",
+        provider=provider,
+        retryable=False,
+        kind="MissingAPIKey",
+    )
+
+
+class OpenAICompatibleProvider:
+    def __init__(self, provider: str, *, timeout: float):
+        self.name = provider
+        self.endpoint = ENDPOINTS.get(provider, ENDPOINTS["openai"])
+        self.timeout = timeout
+        self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
+
+    def _client(self, settings: dict[str, Any]) -> tuple[openai.AsyncOpenAI, str]:
+        base = _base_url(self.name, self.endpoint, settings)
+        key = _api_key(self.name, self.endpoint, settings)
+        client = self._clients.get((base, key))
+        if client is None:
+            # Retries and the deadline belong to the executor, which records them.
+            client = openai.AsyncOpenAI(
+                base_url=base, api_key=key, timeout=self.timeout, max_retries=0
+            )
+            self._clients[(base, key)] = client
+        return client, base
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    async def complete(self, request: LLMRequest) -> LLMResult:
+        settings = request.settings
+        model = settings.get("model")
+        if not model:
+            raise ProviderError(
+                f"provider {self.name!r} needs a model: set config.llm.model "
+                "(or llm.model on the node)",
+                provider=self.name,
+                retryable=False,
+                kind="MissingModel",
+            )
+        client, base = self._client(settings)
+        plain = _is_plain_text(request)
+        messages = [{"role": "user", "content": request.prompt}]
+        kwargs: dict[str, Any] = {"model": model, "messages": messages}
+        if settings.get("temperature") is not None:
+            kwargs["temperature"] = settings["temperature"]
+        if settings.get("max_tokens") is not None:
+            kwargs["max_tokens"] = settings["max_tokens"]
+        if not plain:
+            schema = _output_schema(request)
+            messages.insert(
+                0,
+                {
+                    "role": "system",
+                    "content": "Answer with one JSON object, and nothing else, that matches "
+                    "this JSON Schema:\n" + json.dumps(schema),
+                },
+            )
+            kwargs["response_format"] = {"type": "json_object"}
+        try:
+            response = await client.chat.completions.create(**kwargs)
+        except openai.APIError as exc:
+            raise self._translate(exc, base, model) from exc
+        content = response.choices[0].message.content or "" if response.choices else ""
+        outputs = (
+            {request.outputs[0].name: content} if plain else self._parse(content, request, model)
+        )
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        price_in, price_out = PRICES.get(model, (0.0, 0.0))
+        return LLMResult(
+            outputs=outputs,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=(prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000,
+        )
+
+    def _parse(self, content: str, request: LLMRequest, model: str) -> dict[str, Any]:
+        try:
+            data = json.loads(content)
+        except ValueError:
+            raise ProviderError(
+                f"provider {self.name!r} (model {model}) answered with text that is not JSON: "
+                f"{content[:200]!r}",
+                provider=self.name,
+                retryable=True,
+                kind="InvalidOutput",
+            ) from None
+        if not isinstance(data, dict):
+            data = {request.outputs[0].name: data} if len(request.outputs) == 1 else {}
+        outputs: dict[str, Any] = {}
+        for out in request.outputs:
+            if out.name not in data:
+                raise ProviderError(
+                    f"provider {self.name!r} (model {model}) left out the output {out.name!r}",
+                    provider=self.name,
+                    retryable=True,
+                    kind="InvalidOutput",
+                )
+            try:
+                outputs[out.name] = check_value(out.spec, data[out.name], out.name)
+            except InvalidInputs as exc:
+                raise ProviderError(
+                    f"provider {self.name!r} (model {model}) returned a wrong output: "
+                    f"{exc.message}",
+                    provider=self.name,
+                    retryable=True,
+                    kind="InvalidOutput",
+                ) from None
+        return outputs
+
+    def _translate(self, exc: openai.APIError, base: str, model: str) -> ProviderError:
+        name = self.name
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderError(
+                f"provider {name!r} at {base} did not answer within {self.timeout:g} s "
+                "(config.execution.timeout)",
+                provider=name,
+                retryable=True,
+                kind="Timeout",
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return ProviderError(
+                f"cannot reach provider {name!r} at {base}: check that the server runs, "
+                f"or set config.llm.api_base / {self.endpoint.base_var}",
+                provider=name,
+                retryable=True,
+                kind="Unreachable",
+            )
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            return ProviderError(
+                f"provider {name!r} at {base} refused the API key: set a valid "
+                f"{' or '.join(self.endpoint.key_vars)} (or config.llm.api_key_env)",
+                provider=name,
+                retryable=False,
+                kind="AuthenticationFailed",
+            )
+        if isinstance(exc, openai.NotFoundError):
+            return ProviderError(
+                f"provider {name!r} at {base} does not know model {model!r}: "
+                "check config.llm.model",
+                provider=name,
+                retryable=False,
+                kind="ModelNotFound",
+            )
+        status = getattr(exc, "status_code", None)
+        retryable = isinstance(exc, openai.RateLimitError | openai.InternalServerError)
+        return ProviderError(
+            f"provider {name!r} at {base} answered {status}: {exc.message}",
+            provider=name,
+            retryable=retryable,
+            kind="ProviderError",
+        )
+
+
+def _is_plain_text(request: LLMRequest) -> bool:
+    return len(request.outputs) == 1 and type_of(request.outputs[0].spec).kind == "str"
+
+
+def _output_schema(request: LLMRequest) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {out.name: json_schema(out.spec, out.description) for out in request.outputs},
+        "required": [out.name for out in request.outputs],
+        "additionalProperties": False,
+    }
