@@ -150,8 +150,7 @@ def run(file: str, pairs: tuple[str, ...], inputs_json: str | None) -> None:
     if summary.status == "completed":
         click.echo(json.dumps(detail.outputs, indent=2, ensure_ascii=False))
         sys.exit(0)
-    where = f" in node {summary.error_node!r}" if summary.error_node else ""
-    _echo_err(f"{summary.error_type}{where}: {summary.error_message}")
+    _echo_err(f"{summary.error_type}: {summary.error_message}")
     sys.exit(1)
 
 
@@ -169,3 +168,40 @@ def migrate() -> None:
     report = asyncio.run(go())
     applied = "no migrations needed" if "No migrations need" in report else "migrations applied"
     click.echo(f"{applied}: {Settings.from_env().database_url.split('@')[-1]}")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command(
+    help="Serve the dashboard (migrating the database first).\n\n"
+    "It binds to 127.0.0.1: it has no authentication yet, so another address is refused."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Load example runs (some failed, one running).")
+def serve(host: str, port: int, demo: bool) -> None:
+    import uvicorn
+
+    from app.web.app import create_app
+
+    if not _is_loopback(host):
+        raise click.UsageError(
+            f"refusing to serve on {host}: the dashboard has no authentication, so it only "
+            "binds to a loopback address (127.0.0.1, ::1 or localhost)"
+        )
+    settings = Settings.from_env(host=host, port=port)
+    application = create_app(settings, demo=demo)
+    _echo_err(
+        f"Dashboard on http://{host}:{port}/workflows (database: "
+        f"{settings.database_url.split('@')[-1]})"
+    )
+    uvicorn.run(application, host=host, port=port, log_level="warning", lifespan="on")

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from piccolo.querystring import QueryString
+
 from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
 from app.store.tables import ACTIVE_STATUSES, StepRun, WorkflowRun
 
@@ -263,7 +265,7 @@ class RunStore:
             {
                 WorkflowRun.steps_done: WorkflowRun.steps_done + 1,
                 WorkflowRun.total_tokens: WorkflowRun.total_tokens + tokens,
-                WorkflowRun.total_cost_usd: WorkflowRun.total_cost_usd + cost_usd,
+                WorkflowRun.total_cost_usd: QueryString('"total_cost_usd" + {}', float(cost_usd)),
                 WorkflowRun.heartbeat_at: now,
             }
         ).where(WorkflowRun.id == uuid.UUID(run_id))
@@ -521,7 +523,7 @@ class RunStore:
         return RunPage(tuple(runs), next_cursor, prev_cursor, filters)
 
     async def inputs_outputs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Inputs and outputs of the given runs, for the JSON list (the HTML list never reads them)."""
+        """Inputs and outputs of these runs, for the JSON list; the HTML list never reads them."""
         if not run_ids:
             return {}
         rows = await WorkflowRun.select(
@@ -531,6 +533,9 @@ class RunStore:
             str(r["id"]): {"inputs": _load(r["inputs"]), "outputs": _load(r["outputs"])}
             for r in rows
         }
+
+    async def list_runs_exist(self) -> bool:
+        return await WorkflowRun.exists().where(WorkflowRun.id.is_not_null())
 
     async def workflow_names(self) -> list[str]:
         """Distinct workflow names by a loose index scan: one index probe per name."""

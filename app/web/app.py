@@ -21,6 +21,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from app.services.demo import seed_demo
 from app.services.runs import RunService
 from app.services.scheduling import BackgroundScheduler, Scheduler
 from app.settings import Settings
@@ -74,6 +75,7 @@ def create_app(
     clock: Callable[[], datetime] = _utcnow,
     scheduler: Callable[[RunService], Scheduler] = BackgroundScheduler,
     migrate: bool = True,
+    demo: bool = False,
 ) -> Litestar:
     """Build the dashboard. Tests pass a frozen `clock` or another `scheduler`."""
     settings = settings or Settings.from_env()
@@ -94,9 +96,12 @@ def create_app(
         sweeper = asyncio.create_task(
             _recover_periodically(runs, settings.recovery_interval_seconds)
         )
+        demo_tasks = await seed_demo(runs) if demo else []
         try:
             yield
         finally:
+            for task in demo_tasks:
+                task.cancel()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper

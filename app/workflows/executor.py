@@ -294,15 +294,14 @@ class _Run:
                     break
                 except TimeoutError:
                     error = ProviderError(
-                        f"provider {provider_name!r} did not answer within {self.timeout:g} s "
-                        "(config.execution.timeout)",
+                        f"no answer within {self.timeout:g} s (config.execution.timeout)",
                         provider=provider_name,
                         retryable=True,
                         kind="Timeout",
                     )
                 except InvalidInputs as exc:
                     error = ProviderError(
-                        f"provider {provider_name!r} returned a wrong output: {exc.message}",
+                        f"wrong output: {exc.message}",
                         provider=provider_name,
                         retryable=True,
                         kind="InvalidOutput",
@@ -314,7 +313,7 @@ class _Run:
                     raise _Failed(
                         NodeFailure(
                             error.kind,
-                            f"node {node.id!r}, provider {error.provider!r}: {error}{suffix}",
+                            f"node {node.id!r} (provider {error.provider}): {error}{suffix}",
                             node.id,
                             error.provider,
                         )

@@ -37,7 +37,7 @@ class MockProvider:
             await asyncio.sleep(float(delay))
         if request.attempt in (settings.get("fail_on_attempt") or []):
             raise ProviderError(
-                f"mock provider: configured to fail on attempt {request.attempt} "
+                f"configured to fail on attempt {request.attempt} "
                 "(config.llm.fail_on_attempt); restart the run to try again",
                 provider="mock",
                 retryable=False,

@@ -68,7 +68,7 @@ def _api_key(provider: str, endpoint: Endpoint, settings: dict[str, Any]) -> str
     if not endpoint.needs_key:
         return provider
     raise ProviderError(
-        f"provider {provider!r} needs an API key: set {' or '.join(names)} in the environment"
+        f"no API key: set {' or '.join(names)} in the environment"
         " (or name another variable with config.llm.api_key_env)",
         provider=provider,
         retryable=False,
@@ -104,8 +104,7 @@ class OpenAICompatibleProvider:
         model = settings.get("model")
         if not model:
             raise ProviderError(
-                f"provider {self.name!r} needs a model: set config.llm.model "
-                "(or llm.model on the node)",
+                "no model given: set config.llm.model (or llm.model on the node)",
                 provider=self.name,
                 retryable=False,
                 kind="MissingModel",
@@ -153,8 +152,7 @@ class OpenAICompatibleProvider:
             data = json.loads(content)
         except ValueError:
             raise ProviderError(
-                f"provider {self.name!r} (model {model}) answered with text that is not JSON: "
-                f"{content[:200]!r}",
+                f"model {model} answered with text that is not JSON: {content[:200]!r}",
                 provider=self.name,
                 retryable=True,
                 kind="InvalidOutput",
@@ -165,7 +163,7 @@ class OpenAICompatibleProvider:
         for out in request.outputs:
             if out.name not in data:
                 raise ProviderError(
-                    f"provider {self.name!r} (model {model}) left out the output {out.name!r}",
+                    f"model {model} left out the output {out.name!r}",
                     provider=self.name,
                     retryable=True,
                     kind="InvalidOutput",
@@ -174,8 +172,7 @@ class OpenAICompatibleProvider:
                 outputs[out.name] = check_value(out.spec, data[out.name], out.name)
             except InvalidInputs as exc:
                 raise ProviderError(
-                    f"provider {self.name!r} (model {model}) returned a wrong output: "
-                    f"{exc.message}",
+                    f"model {model} returned a wrong output: {exc.message}",
                     provider=self.name,
                     retryable=True,
                     kind="InvalidOutput",
@@ -186,23 +183,22 @@ class OpenAICompatibleProvider:
         name = self.name
         if isinstance(exc, openai.APITimeoutError):
             return ProviderError(
-                f"provider {name!r} at {base} did not answer within {self.timeout:g} s "
-                "(config.execution.timeout)",
+                f"{base} did not answer within {self.timeout:g} s (config.execution.timeout)",
                 provider=name,
                 retryable=True,
                 kind="Timeout",
             )
         if isinstance(exc, openai.APIConnectionError):
             return ProviderError(
-                f"cannot reach provider {name!r} at {base}: check that the server runs, "
-                f"or set config.llm.api_base / {self.endpoint.base_var}",
+                f"cannot reach {base}: check that the server runs, "
+                f"or set config.llm.base_url / {self.endpoint.base_var}",
                 provider=name,
                 retryable=True,
                 kind="Unreachable",
             )
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             return ProviderError(
-                f"provider {name!r} at {base} refused the API key: set a valid "
+                f"{base} refused the API key: set a valid "
                 f"{' or '.join(self.endpoint.key_vars)} (or config.llm.api_key_env)",
                 provider=name,
                 retryable=False,
@@ -210,8 +206,7 @@ class OpenAICompatibleProvider:
             )
         if isinstance(exc, openai.NotFoundError):
             return ProviderError(
-                f"provider {name!r} at {base} does not know model {model!r}: "
-                "check config.llm.model",
+                f"{base} does not know model {model!r}: check config.llm.model",
                 provider=name,
                 retryable=False,
                 kind="ModelNotFound",
@@ -219,7 +214,7 @@ class OpenAICompatibleProvider:
         status = getattr(exc, "status_code", None)
         retryable = isinstance(exc, openai.RateLimitError | openai.InternalServerError)
         return ProviderError(
-            f"provider {name!r} at {base} answered {status}: {exc.message}",
+            f"{base} answered {status}: {exc.message}",
             provider=name,
             retryable=retryable,
             kind="ProviderError",
