@@ -108,7 +108,7 @@ class RunService:
     async def create_run(
         self, spec: Any, inputs: Mapping[str, Any], *, trigger: str = "api"
     ) -> str:
-        """Validate `inputs` against the spec, then write a pending run. Bad inputs write nothing."""
+        """Validate `inputs`, then write a pending run. Bad inputs write nothing."""
         validate_inputs(spec, inputs)
         return await self.store.create_run(
             workflow_name=spec.flow.name,

@@ -130,7 +130,7 @@ def execution_settings(spec: Any) -> tuple[float, int]:
 
 
 def node_output_fields(spec: Any, node: Any) -> tuple[OutputField, ...]:
-    """What the node must produce. Without `output_schema`, each output takes its state field's type."""
+    """What the node must produce; without `output_schema`, its state fields' types."""
     state_fields = spec.state.fields
     schema = getattr(node, "output_schema", None)
     by_name: dict[str, Any] = {}
@@ -271,7 +271,9 @@ class _Run:
             try:
                 prompt = render_prompt(node.prompt, state, _aliases(node))
             except PromptError as exc:
-                raise _Failed(NodeFailure("PromptError", f"node {node.id!r}: {exc}", node.id))
+                raise _Failed(
+                    NodeFailure("PromptError", f"node {node.id!r}: {exc}", node.id)
+                ) from None
             request = LLMRequest(
                 node_id=node.id,
                 prompt=prompt,
