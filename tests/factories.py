@@ -1,0 +1,95 @@
+"""Test data written straight to the tables, with explicit values for what tests assert."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.store.tables import StepRun, WorkflowRun
+
+ECHO_SNAPSHOT: dict[str, Any] = {
+    "schema_version": "1.0",
+    "flow": {"name": "echo"},
+    "state": {
+        "fields": {
+            "message": {"type": "str", "required": True},
+            "reply": {"type": "str", "default": ""},
+        }
+    },
+    "nodes": [{"id": "echo", "prompt": "Repeat: {state.message}", "outputs": ["reply"]}],
+    "edges": [{"from": "START", "to": "echo"}, {"from": "echo", "to": "END"}],
+    "config": {"llm": {"provider": "mock", "model": "echo"}},
+}
+
+
+def fixed_id(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+async def make_run(
+    n: int,
+    *,
+    created_at: datetime,
+    status: str = "completed",
+    workflow_name: str = "echo",
+    attempt: int = 1,
+    restarted_from: str | None = None,
+    snapshot: Any = ECHO_SNAPSHOT,
+    inputs: dict[str, Any] | None = None,
+    error: tuple[str, str, str | None] | None = None,
+    steps: int = 0,
+    steps_total: int = 1,
+    owner: str | None = "test-host:1",
+    raw_snapshot: str | None = None,
+) -> str:
+    """Insert one run with id fixed_id(n). A finished run took 1.5 s from created_at."""
+    run_id = fixed_id(n)
+    finished = status in ("completed", "failed", "cancelled")
+    started = created_at + timedelta(milliseconds=20) if status != "pending" else None
+    await WorkflowRun.insert(
+        WorkflowRun(
+            id=uuid.UUID(run_id),
+            workflow_name=workflow_name,
+            status=status,
+            trigger="api",
+            attempt=attempt,
+            restarted_from=uuid.UUID(restarted_from) if restarted_from else None,
+            config_snapshot=raw_snapshot
+            if raw_snapshot is not None
+            else (json.dumps(snapshot) if snapshot is not None else None),
+            inputs=json.dumps(inputs if inputs is not None else {"message": f"hello {n}"}),
+            outputs=json.dumps({"message": f"hello {n}", "reply": f"Repeat: hello {n}"})
+            if status == "completed"
+            else None,
+            error_type=error[0] if error else None,
+            error_message=error[1] if error else None,
+            error_node=error[2] if error else None,
+            created_at=created_at,
+            started_at=started,
+            completed_at=created_at + timedelta(seconds=1.5) if finished else None,
+            steps_total=steps_total,
+            steps_done=steps,
+            current_node="echo" if status == "running" else None,
+            owner=owner,
+            heartbeat_at=created_at,
+        )
+    )
+    for i in range(steps):
+        begin = created_at + timedelta(milliseconds=20 + 500 * i)
+        await StepRun.insert(
+            StepRun(
+                id=uuid.UUID(int=10_000_000 + n * 100 + i),
+                run=uuid.UUID(run_id),
+                node_id=f"step_{i + 1}",
+                step_order=i,
+                status="completed",
+                started_at=begin,
+                completed_at=begin + timedelta(milliseconds=300 + 100 * i),
+                duration_ms=300.0 + 100 * i,
+                output=json.dumps({"reply": f"out {i}"}),
+                tokens=10 + i,
+            )
+        )
+    return run_id
