@@ -1,0 +1,253 @@
+"""Run use cases against the real database: examples, restart, cancel, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import BACKEND, FROZEN_NOW
+from factories import fixed_id, make_run
+
+from app.errors import (
+    InvalidInputs,
+    RunNotCancellable,
+    RunNotFound,
+    RunNotRestartable,
+    SnapshotUnusable,
+)
+from app.services.runs import RunService
+from app.store.runs import RunStore
+from app.store.tables import StepRun, WorkflowRun
+from app.workflows.loader import load_workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXAMPLE_INPUTS = {
+    "echo.yaml": {"message": "hi"},
+    "article_writer.yaml": {"topic": "tides"},
+    "routed.yaml": {"draft": "d"},
+    "loop.yaml": {"draft": "d"},
+    "fan_out.yaml": {"phrases": ["x"]},
+    "slow.yaml": {"job": "j"},
+}
+
+
+def service() -> RunService:
+    return RunService(RunStore(), heartbeat_seconds=0.2)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_INPUTS))
+async def test_every_example_runs_to_completion_on_the_mock_provider(
+    empty_db: str, examples_dir: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_workflow(examples_dir / name)
+    if name == "slow.yaml":
+        # The slow demo waits seconds per node; the executor is the same without the wait.
+        spec = spec.model_copy(
+            update={
+                "config": spec.config.model_copy(
+                    update={"llm": spec.config.llm.model_copy(update={"delay_seconds": 0.01})}
+                )
+            }
+        )
+    detail = await service().run_workflow(spec, EXAMPLE_INPUTS[name], trigger="cli")
+    assert detail.summary.status == "completed", detail.summary.error_message
+    assert detail.summary.steps_done == len(detail.steps) >= 1
+    assert all(s.status == "completed" for s in detail.steps)
+    assert detail.outputs is not None
+
+
+async def test_flaky_fails_then_its_restart_completes_from_the_snapshot(
+    empty_db: str, examples_dir: Path
+) -> None:
+    runs = service()
+    first = await runs.run_workflow(load_workflow(examples_dir / "flaky.yaml"), {"text": "abc"})
+    assert first.summary.status == "failed"
+    assert first.summary.error_type == "MockFailure"
+    assert first.summary.error_node == "summarise"
+    assert "mock" in first.summary.error_message and "summarise" in first.summary.error_message
+
+    result = await runs.restart(first.summary.id)
+    assert result.attempt == 2
+    assert await runs.execute_run(result.run_id) == "completed"
+    second = await runs.get_detail(result.run_id)
+    assert second.summary.restarted_from == first.summary.id
+    assert second.summary.attempt == 2
+    assert second.config_snapshot == first.config_snapshot
+    assert second.inputs == {"text": "abc"}
+    assert second.outputs["summary"] == "A short summary of the text."
+    original = await runs.get_summary(first.summary.id)
+    assert original.restarted_as == (second.summary.id,)
+    assert not original.is_restarting
+
+
+async def test_many_simultaneous_restarts_create_exactly_one_run(empty_db: str) -> None:
+    original = await make_run(1, created_at=FROZEN_NOW, status="failed")
+    runs = service()
+    results = await asyncio.gather(
+        *(runs.restart(original) for _ in range(40)), return_exceptions=True
+    )
+    created = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(created) == 1
+    assert all(isinstance(r, RunNotRestartable) for r in refused), refused
+    assert await WorkflowRun.count().where(WorkflowRun.restarted_from == original) == 1
+
+
+async def test_restart_refusals(empty_db: str) -> None:
+    runs = service()
+    with pytest.raises(RunNotFound):
+        await runs.restart("not-a-uuid")
+    with pytest.raises(RunNotFound):
+        await runs.restart(fixed_id(404))
+    for n, status in ((1, "pending"), (2, "running")):
+        run_id = await make_run(n, created_at=FROZEN_NOW, status=status)
+        with pytest.raises(RunNotRestartable, match=status):
+            await runs.restart(run_id)
+    parent = await make_run(3, created_at=FROZEN_NOW, status="failed")
+    await make_run(4, created_at=FROZEN_NOW, status="running", restarted_from=parent, attempt=2)
+    with pytest.raises(RunNotRestartable, match="already restarting"):
+        await runs.restart(parent)
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [None, {"flow": {"name": "x"}}, ["not", "a", "mapping"], "{not json"],
+    ids=["missing", "invalid-spec", "wrong-shape", "corrupt"],
+)
+async def test_unusable_snapshot_refused_and_nothing_left_behind(empty_db: str, snapshot) -> None:
+    if snapshot == "{not json" and BACKEND == "postgres":
+        pytest.skip("PostgreSQL's json type cannot hold invalid JSON")
+    kwargs = {"raw_snapshot": snapshot} if isinstance(snapshot, str) else {"snapshot": snapshot}
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="failed", **kwargs)
+    with pytest.raises(SnapshotUnusable):
+        await service().restart(run_id)
+    assert await WorkflowRun.count() == 1
+
+
+async def test_stored_inputs_no_longer_valid_are_refused(empty_db: str) -> None:
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="failed", inputs={"other": 1})
+    with pytest.raises(SnapshotUnusable, match="no longer valid"):
+        await service().restart(run_id)
+    assert await WorkflowRun.count() == 1
+
+
+async def test_bad_inputs_write_nothing(empty_db: str, examples_dir: Path) -> None:
+    spec = load_workflow(examples_dir / "article_writer.yaml")
+    with pytest.raises(InvalidInputs) as missing:
+        await service().create_run(spec, {})
+    assert missing.value.field == "topic"
+    with pytest.raises(InvalidInputs) as wrong:
+        await service().create_run(spec, {"topic": 42})
+    assert "topic" in wrong.value.message and "str" in wrong.value.message
+    assert await WorkflowRun.count() == 0
+
+
+async def test_cancel_stops_a_running_run_before_its_next_node(
+    empty_db: str, examples_dir: Path
+) -> None:
+    runs = service()
+    spec = load_workflow(examples_dir / "slow.yaml")
+    spec = spec.model_copy(
+        update={
+            "config": spec.config.model_copy(
+                update={"llm": spec.config.llm.model_copy(update={"delay_seconds": 0.3})}
+            )
+        }
+    )
+    run_id = await runs.create_run(spec, {"job": "j"})
+    task = asyncio.create_task(runs.execute_run(run_id))
+    deadline = time.monotonic() + 5
+    while (await runs.get_summary(run_id)).current_node != "plan":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    cancelled = await runs.cancel(run_id)
+    assert cancelled.status == "cancelled"
+    assert await asyncio.wait_for(task, 5) == "cancelled"
+    nodes = [
+        s["node_id"] for s in await StepRun.select(StepRun.node_id).where(StepRun.run == run_id)
+    ]
+    assert nodes == ["plan"]
+    assert (await runs.get_summary(run_id)).status == "cancelled"
+    with pytest.raises(RunNotCancellable):
+        await runs.cancel(run_id)
+
+
+async def test_cancel_a_pending_run(empty_db: str) -> None:
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="pending")
+    runs = service()
+    assert (await runs.cancel(run_id)).status == "cancelled"
+    assert await runs.execute_run(run_id) is None  # never starts afterwards
+
+
+async def test_executor_crash_does_not_leave_the_run_running(empty_db: str) -> None:
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="pending", snapshot={"flow": "broken"})
+    assert await service().execute_run(run_id) == "failed"
+    summary = await service().get_summary(run_id)
+    assert summary.status == "failed"
+    assert summary.error_type == "SnapshotUnusable"
+
+
+async def test_stale_heartbeat_from_another_host_is_interrupted(empty_db: str) -> None:
+    stale = await make_run(
+        1, created_at=FROZEN_NOW - timedelta(minutes=10), status="running", owner="elsewhere:123"
+    )
+    fresh_owner = await make_run(2, created_at=FROZEN_NOW, status="running", owner="elsewhere:124")
+    failed = await RunService(RunStore(clock=lambda: FROZEN_NOW)).recover_interrupted()
+    assert failed == [stale]
+    summary = await service().get_summary(stale)
+    assert summary.status == "failed" and summary.error_type == "Interrupted"
+    assert (await service().get_summary(fresh_owner)).status == "running"
+
+
+def _wait_for(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+async def test_run_killed_mid_execution_is_failed_as_interrupted_and_restartable(
+    empty_db: str, examples_dir: Path
+) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_db}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "run", str(examples_dir / "slow.yaml"), "--input", "job=x"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            rows = await WorkflowRun.select(WorkflowRun.id, WorkflowRun.status)
+            if rows and rows[0]["status"] == "running":
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never started"
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    run_id = str(rows[0]["id"])
+    assert (await service().get_summary(run_id)).status == "running"
+    started = time.monotonic()
+    assert await service().recover_interrupted() == [run_id]
+    assert time.monotonic() - started < 5
+    summary = await service().get_summary(run_id)
+    assert summary.status == "failed"
+    assert summary.error_type == "Interrupted"
+    restarted = await service().restart(run_id)
+    assert restarted.attempt == 2
