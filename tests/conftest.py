@@ -13,32 +13,18 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("PICCOLO_CONF", "app.store.piccolo_conf")
 
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode  # noqa: E402
-
-BACKEND = os.environ.get("CA_TEST_DB", "sqlite")
-PG_ADMIN_URL = os.environ.get("CA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-FROZEN_NOW = datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC)
+from support import BACKEND, FROZEN_NOW, PG_ADMIN_URL, FrozenClock, pg_admin
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"database backend: {BACKEND}"
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +34,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     if BACKEND == "postgres":
         name = f"ca_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
         url = f"{base}/{name}"
     elif BACKEND == "sqlite":
@@ -63,7 +49,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         if name:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -81,16 +67,6 @@ async def empty_db(database_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(FROZEN_NOW)
-
-
-class FrozenClock:
-    """A clock that stands still until a test moves it."""
-
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -76,8 +76,13 @@ def create_app(
     scheduler: Callable[[RunService], Scheduler] = BackgroundScheduler,
     migrate: bool = True,
     demo: bool = False,
+    pool: bool = True,
 ) -> Litestar:
-    """Build the dashboard. Tests pass a frozen `clock` or another `scheduler`."""
+    """Build the dashboard.
+
+    Tests pass a frozen `clock` or another `scheduler`, and `pool=False` when they
+    share the database engine from another event loop (a pool belongs to one loop).
+    """
     settings = settings or Settings.from_env()
     store = RunStore(clock=clock)
     runs = RunService(
@@ -91,7 +96,8 @@ def create_app(
         db.configure(settings.database_url)
         if migrate:
             await db.migrate()
-        await db.open_pool()
+        if pool:
+            await db.open_pool()
         await runs.recover_interrupted()
         sweeper = asyncio.create_task(
             _recover_periodically(runs, settings.recovery_interval_seconds)

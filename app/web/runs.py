@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.enums import MediaType
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
@@ -72,7 +72,7 @@ class RunController(Controller):
     async def _page(
         self,
         request: Request[Any, Any, Any],
-        store: RunStore,
+        store: NamedDependency[RunStore],
         *,
         status: str | None,
         workflow: str | None,
@@ -106,7 +106,7 @@ class RunController(Controller):
     async def list_runs(
         self,
         request: Request[Any, Any, Any],
-        store: RunStore,
+        store: NamedDependency[RunStore],
         status: FromQuery[str | None] = None,
         status_filter: FromQuery[str | None] = None,
         workflow: FromQuery[str | None] = None,
@@ -133,7 +133,7 @@ class RunController(Controller):
     async def runs_table(
         self,
         request: Request[Any, Any, Any],
-        store: RunStore,
+        store: NamedDependency[RunStore],
         status: FromQuery[str | None] = None,
         status_filter: FromQuery[str | None] = None,
         workflow: FromQuery[str | None] = None,
@@ -156,7 +156,10 @@ class RunController(Controller):
 
     @get("/{run_id:str}", name="runs:detail", summary="One run with its steps")
     async def get_run(
-        self, request: Request[Any, Any, Any], runs: RunService, run_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        runs: NamedDependency[RunService],
+        run_id: FromPath[str],
     ) -> Response[Any]:
         detail = await runs.get_detail(run_id)
         if answer_format(request) == "json":
@@ -167,7 +170,10 @@ class RunController(Controller):
 
     @get("/{run_id:str}/row", name="runs:row", summary="One run as a table row")
     async def run_row(
-        self, request: Request[Any, Any, Any], runs: RunService, run_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        runs: NamedDependency[RunService],
+        run_id: FromPath[str],
     ) -> Response[Any]:
         run = await runs.get_summary(run_id)
         if answer_format(request) == "json":
@@ -181,7 +187,10 @@ class RunController(Controller):
         summary="Restart a finished run as a new run",
     )
     async def restart_run(
-        self, request: Request[Any, Any, Any], runs: RunService, run_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        runs: NamedDependency[RunService],
+        run_id: FromPath[str],
     ) -> Response[Any]:
         """Create the new pending run, schedule it, and answer at once.
 
@@ -231,7 +240,10 @@ class RunController(Controller):
         summary="Cancel a pending or running run",
     )
     async def cancel_run(
-        self, request: Request[Any, Any, Any], runs: RunService, run_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        runs: NamedDependency[RunService],
+        run_id: FromPath[str],
     ) -> Response[Any]:
         run = await runs.cancel(run_id)
         fmt = answer_format(request)

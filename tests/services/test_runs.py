@@ -12,8 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND, FROZEN_NOW
 from factories import fixed_id, make_run
+from support import BACKEND, FROZEN_NOW
 
 from app.errors import (
     InvalidInputs,

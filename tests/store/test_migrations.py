@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND, PG_ADMIN_URL, _pg_admin
+from support import BACKEND, PG_ADMIN_URL, pg_admin
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,9 +61,9 @@ async def _schema(url: str) -> tuple[set[str], set[str]]:
 def fresh_url(tmp_path: Path):
     if BACKEND == "postgres":
         name = f"ca_mig_{uuid.uuid4().hex[:10]}"
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
         yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     else:
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
 

@@ -6,8 +6,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from conftest import BACKEND, FROZEN_NOW
 from factories import fixed_id, make_run
+from support import BACKEND, FROZEN_NOW
 
 from app.store.models import Cursor, RunFilters
 from app.store.runs import RunStore

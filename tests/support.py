@@ -1,0 +1,55 @@
+"""Constants and helpers shared by tests (fixtures live in the conftest files)."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+
+from app.settings import Settings
+
+BACKEND = os.environ.get("CA_TEST_DB", "sqlite")
+PG_ADMIN_URL = os.environ.get("CA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+FROZEN_NOW = datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC)
+
+HX = {"HX-Request": "true"}
+JSON = {"Accept": "application/json"}
+UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class FrozenClock:
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def pg_admin(sql: str) -> None:
+    """Run one statement on the PostgreSQL server's maintenance database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def hx_row(run_id: str) -> dict[str, str]:
+    """The headers htmx 4 sends for a button inside the run's row with hx-target="closest tr"."""
+    return {"HX-Request": "true", "HX-Target": f"tr#run-{run_id}"}
+
+
+def random_ids(text: str) -> list[str]:
+    """Random (version 4) run ids in a text; the factories' fixed ids are not version 4."""
+    return list(dict.fromkeys(UUID4.findall(text)))
+
+
+def app_settings(database_url: str) -> Settings:
+    # Nothing in these tests is an interrupted run: keep the recovery sweep away.
+    return Settings(
+        database_url=database_url, stale_after_seconds=10**9, recovery_interval_seconds=3600
+    )
