@@ -1,0 +1,55 @@
+# Configurable Agents — `make run` serves the dashboard with demo runs, `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run test test-sqlite test-postgres lint fix snapshots migrate browser-deps postgres
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## a virtual environment with the app and its test tools
+
+run: install  ## the dashboard on http://127.0.0.1:8000 with demo runs (embedded SQLite)
+	$(VENV)/bin/configurable-agents serve --demo
+
+migrate: install  ## create or update the schema of DATABASE_URL (default: the SQLite file)
+	$(VENV)/bin/configurable-agents migrate
+
+browser-deps:  ## Debian's chromium and the axe-core checker for the browser tests
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@[ -f tests/browser/node_modules/axe-core/axe.min.js ] || \
+		npm install --prefix tests/browser --no-audit --no-fund --silent
+
+postgres:  ## make sure the local PostgreSQL server answers
+	@pg_isready -q -h 127.0.0.1 || $(SUDO) pg_ctlcluster --skip-systemctl-redirect \
+		$$(ls /etc/postgresql) main start
+	@for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 && exit 0; sleep 1; done; \
+		echo "PostgreSQL did not start" >&2; exit 1
+
+lint: install  ## ruff, as CI runs it
+	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff format --check app tests
+
+fix: install  ## let ruff fix and format what it can
+	$(VENV)/bin/ruff check --fix app tests
+	$(VENV)/bin/ruff format app tests
+
+test: install browser-deps postgres lint  ## every test, on SQLite and then on PostgreSQL
+	CA_TEST_DB=sqlite $(PY) -m pytest
+	CA_TEST_DB=postgres $(PY) -m pytest
+
+test-sqlite: install browser-deps  ## the suite on SQLite only
+	CA_TEST_DB=sqlite $(PY) -m pytest
+
+test-postgres: install browser-deps postgres  ## the suite on PostgreSQL only
+	CA_TEST_DB=postgres $(PY) -m pytest
+
+snapshots: install  ## rewrite the HTML snapshots after an intended change (read the diff!)
+	CA_TEST_DB=sqlite $(PY) -m pytest tests/web --snapshot-update
