@@ -25,7 +25,8 @@ ECHO_SNAPSHOT: dict[str, Any] = {
 
 
 def fixed_id(n: int) -> str:
-    return str(uuid.UUID(int=n))
+    """A readable, stable run id whose short form (first 8 digits) is n in hex."""
+    return str(uuid.UUID(f"{n:08x}-0000-0000-0000-{n:012x}"))
 
 
 async def make_run(

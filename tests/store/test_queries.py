@@ -85,11 +85,12 @@ async def test_workflow_and_id_prefix_filters(empty_db: str) -> None:
     page = await store.list_runs(RunFilters(workflow="wf_1"), None, limit=50)
     assert page.runs and all(r.workflow_name == "wf_1" for r in page.runs)
     assert len(page.runs) == 10
-    target = fixed_id(17)
-    prefix = target[:30]  # 0000...0011 style prefixes are shared by many ids; go long
+    target = str(uuid.UUID(int=17))
+    prefix = target[:35]  # every bulk id starts with zeros: only a long prefix narrows it
     page = await store.list_runs(RunFilters(id_prefix=prefix), None, limit=50)
-    assert target in [r.id for r in page.runs]
-    assert all(r.id.startswith(prefix) for r in page.runs)
+    assert {r.id for r in page.runs} == {str(uuid.UUID(int=i)) for i in range(16, 31)}
+    exact = await store.list_runs(RunFilters(id_prefix=target), None, limit=50)
+    assert [r.id for r in exact.runs] == [target]
     assert (await store.list_runs(RunFilters(id_prefix="zz"), None, 50)).runs == ()
     assert await store.workflow_names() == ["wf_0", "wf_1", "wf_2"]
 
