@@ -34,12 +34,12 @@ postgres:  ## make sure the local PostgreSQL server answers
 		echo "PostgreSQL did not start" >&2; exit 1
 
 lint: install  ## ruff, as CI runs it
-	$(VENV)/bin/ruff check app tests
-	$(VENV)/bin/ruff format --check app tests
+	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench
 
 fix: install  ## let ruff fix and format what it can
-	$(VENV)/bin/ruff check --fix app tests
-	$(VENV)/bin/ruff format app tests
+	$(VENV)/bin/ruff check --fix app tests bench
+	$(VENV)/bin/ruff format app tests bench
 
 test: install browser-deps postgres lint  ## every test, on SQLite and then on PostgreSQL
 	CA_TEST_DB=sqlite $(PY) -m pytest
