@@ -20,6 +20,7 @@ from app.services.runs import RunService
 from app.store.models import Cursor, RunFilters
 from app.store.runs import RunStore
 from app.store.tables import RUN_STATUSES
+from app.web import schemas
 from app.web.render import answer_format, template
 from app.web.serializers import detail_json, page_json, run_json
 
@@ -102,7 +103,7 @@ class RunController(Controller):
             return template("runs/_table.html", **context)
         return template("runs/index.html", workflow_names=await store.workflow_names(), **context)
 
-    @get("/", name="runs:list", summary="List runs, newest first")
+    @get("/", name="runs:list", summary="List runs, newest first", responses=schemas.LIST)
     async def list_runs(
         self,
         request: Request[Any, Any, Any],
@@ -129,7 +130,7 @@ class RunController(Controller):
             partial=False,
         )
 
-    @get("/table", name="runs:table", summary="The run table partial")
+    @get("/table", name="runs:table", summary="The run table partial", responses=schemas.LIST)
     async def runs_table(
         self,
         request: Request[Any, Any, Any],
@@ -154,7 +155,12 @@ class RunController(Controller):
             partial=True,
         )
 
-    @get("/{run_id:str}", name="runs:detail", summary="One run with its steps")
+    @get(
+        "/{run_id:str}",
+        name="runs:detail",
+        summary="One run with its steps",
+        responses=schemas.DETAIL,
+    )
     async def get_run(
         self,
         request: Request[Any, Any, Any],
@@ -168,7 +174,12 @@ class RunController(Controller):
             "runs/detail.html", detail=detail, run=detail.summary, now=request.app.state.clock()
         )
 
-    @get("/{run_id:str}/row", name="runs:row", summary="One run as a table row")
+    @get(
+        "/{run_id:str}/row",
+        name="runs:row",
+        summary="One run as a table row",
+        responses=schemas.RUN,
+    )
     async def run_row(
         self,
         request: Request[Any, Any, Any],
@@ -185,6 +196,7 @@ class RunController(Controller):
         name="runs:restart",
         status_code=200,
         summary="Restart a finished run as a new run",
+        responses=schemas.RESTART,
     )
     async def restart_run(
         self,
@@ -238,6 +250,7 @@ class RunController(Controller):
         name="runs:cancel",
         status_code=200,
         summary="Cancel a pending or running run",
+        responses=schemas.CANCEL,
     )
     async def cancel_run(
         self,

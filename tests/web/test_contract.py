@@ -320,6 +320,26 @@ async def test_root_redirects_and_openapi_documents_the_json(client) -> None:
         "/workflows/table",
     ):
         assert path in schema["paths"], path
+    restart = schema["paths"]["/workflows/{run_id}/restart"]["post"]["responses"]
+    assert set(restart) == {"200", "400", "404", "500"}
+    assert restart["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Restarted")
+    assert restart["500"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+
+
+async def test_documented_shapes_match_what_is_sent(client) -> None:
+    from typing import get_type_hints
+
+    from app.web import schemas
+
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="failed", steps=1)
+    detail = (await client.get(f"/workflows/{run_id}", headers=JSON)).json()
+    assert set(detail) == set(get_type_hints(schemas.RunDetail))
+    assert set(detail["steps"][0]) == set(get_type_hints(schemas.Step))
+    listed = (await client.get("/workflows", headers=JSON)).json()
+    assert set(listed) == set(get_type_hints(schemas.RunList))
+    assert set(listed["runs"][0]) == set(get_type_hints(schemas.Run))
+    restarted = (await client.post(f"/workflows/{run_id}/restart", headers=JSON)).json()
+    assert set(restarted) == set(get_type_hints(schemas.Restarted))
 
 
 # -- protection ------------------------------------------------------------------------------
