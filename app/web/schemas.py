@@ -6,7 +6,7 @@ from typing import Any, TypedDict
 
 from litestar.openapi.datastructures import ResponseSpec
 
-__all__ = ["ERRORS", "LIST", "RESTART", "CANCEL", "RUN", "DETAIL"]
+__all__ = ["CANCEL", "DETAIL", "ERRORS", "LIST", "RESTART", "RUN"]
 
 
 class RunError(TypedDict):

@@ -168,7 +168,7 @@ class _Run:
         self.visits: dict[str, int] = {}
 
     async def run(self) -> None:
-        current = self._next(START)
+        current = await self._after(START)
         while current != END:
             if self.order >= MAX_NODE_EXECUTIONS:
                 raise _Failed(
@@ -219,8 +219,6 @@ class _Run:
                     node_id,
                 )
             )
-        if getattr(edge, "parallel", None) is not None and node_id == START:
-            return edge.parallel.target_node
         return edge.to or END
 
     async def _fan_out(self, parallel: Any) -> None:
@@ -282,10 +280,10 @@ class _Run:
                 attempt=self.attempt,
                 item=item,
             )
-            provider = self.providers.get(provider_name)
             while True:
                 tries += 1
                 try:
+                    provider = self.providers.get(provider_name)
                     result = await asyncio.wait_for(provider.complete(request), self.timeout)
                     outputs = {
                         out.name: check_value(

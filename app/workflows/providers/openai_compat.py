@@ -132,13 +132,23 @@ class OpenAICompatibleProvider:
             response = await client.chat.completions.create(**kwargs)
         except openai.APIError as exc:
             raise self._translate(exc, base, model) from exc
-        content = response.choices[0].message.content or "" if response.choices else ""
+        except ValueError:  # a body that claims to be JSON and is not
+            response = None
+        content = _content(response)
+        if content is None:
+            raise ProviderError(
+                f"{base} did not answer like a Chat Completions endpoint: check "
+                f"config.llm.base_url / {self.endpoint.base_var}",
+                provider=self.name,
+                retryable=False,
+                kind="InvalidResponse",
+            )
         outputs = (
             {request.outputs[0].name: content} if plain else self._parse(content, request, model)
         )
-        usage = response.usage
-        prompt_tokens = usage.prompt_tokens if usage else 0
-        completion_tokens = usage.completion_tokens if usage else 0
+        usage = getattr(response, "usage", None)
+        prompt_tokens = getattr(usage, "prompt_tokens", None) or 0
+        completion_tokens = getattr(usage, "completion_tokens", None) or 0
         price_in, price_out = PRICES.get(model, (0.0, 0.0))
         return LLMResult(
             outputs=outputs,
@@ -219,6 +229,24 @@ class OpenAICompatibleProvider:
             retryable=retryable,
             kind="ProviderError",
         )
+
+
+def _content(response: Any) -> str | None:
+    """The answer's text, or None when `response` is not a Chat Completion.
+
+    The SDK does not check what a server answers: another kind of server (a web page at
+    the base URL) gives a str or a completion without choices.
+    """
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        return None
+    if not choices:
+        return ""
+    message = getattr(choices[0], "message", None)
+    if message is None:
+        return None
+    content = getattr(message, "content", None)
+    return content if isinstance(content, str) else ""
 
 
 def _is_plain_text(request: LLMRequest) -> bool:
