@@ -298,6 +298,11 @@ class RunStore:
             )
             .returning(WorkflowRun.id)
         )
+        if rows and status == "failed":
+            # A step cut short by an unexpected error must not stay "running".
+            await StepRun.update({StepRun.status: "failed", StepRun.error: error_message}).where(
+                (StepRun.run == uuid.UUID(run_id)) & (StepRun.status == "running")
+            )
         return bool(rows)
 
     async def heartbeat(self, run_id: str) -> None:
