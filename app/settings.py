@@ -54,6 +54,15 @@ class Settings:
             "database_url": normalise_database_url(env.get("DATABASE_URL")),
             "csrf_secret": env.get("CA_SECRET", ""),
         }
+        for name, key in (
+            ("stale_after_seconds", "CA_STALE_AFTER_SECONDS"),
+            ("recovery_interval_seconds", "CA_RECOVERY_INTERVAL_SECONDS"),
+        ):
+            if env.get(key):
+                try:
+                    values[name] = float(env[key])
+                except ValueError:
+                    raise ValueError(f"{key}={env[key]!r} is not a number of seconds") from None
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

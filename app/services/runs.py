@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from app.errors import (
@@ -287,22 +287,18 @@ class RunService:
     async def recover_interrupted(self) -> list[str]:
         """Fail, as interrupted, the active runs whose process is gone.
 
-        On this host a dead pid tells at once; elsewhere a running run whose
-        heartbeat stopped for `stale_after_seconds` is taken as dead.
+        On this host a dead pid tells at once; elsewhere a run whose heartbeat
+        stopped for `stale_after_seconds` is taken as dead.
         """
         host = socket.gethostname()
-        stale_before = self.store.clock() - self.stale_after
-
-        def is_orphan(owner: str | None, heartbeat_at: datetime | None) -> bool:
-            if owner == self.owner:
-                return False
-            if owner:
-                owner_host, _, pid = owner.rpartition(":")
-                if owner_host == host and pid.isdigit():
-                    return not _pid_alive(int(pid))
-            return heartbeat_at is None or heartbeat_at < stale_before
-
-        return await self.store.interrupt_orphans(is_orphan=is_orphan)
+        dead = []
+        for owner in await self.store.active_owners(f"{host}:"):
+            pid = owner.rpartition(":")[2]
+            if owner != self.owner and pid.isdigit() and not _pid_alive(int(pid)):
+                dead.append(owner)
+        return await self.store.interrupt_orphans(
+            dead_owners=dead, stale_before=self.store.clock() - self.stale_after
+        )
 
 
 def _is_uuid(value: str) -> bool:

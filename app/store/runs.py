@@ -338,46 +338,50 @@ class RunStore:
         )
         return bool(rows)
 
-    async def interrupt_orphans(
-        self, *, is_orphan: Callable[[str | None, datetime | None], bool]
-    ) -> list[str]:
-        """Fail active runs whose owner is gone, as "interrupted". Returns their ids.
+    async def active_owners(self, prefix: str) -> list[str]:
+        """Distinct owners, starting with `prefix`, of runs that are pending or running."""
+        rows = await (
+            WorkflowRun.select(WorkflowRun.owner)
+            .where(WorkflowRun.status.is_in(ACTIVE_STATUSES) & WorkflowRun.owner.like(f"{prefix}%"))
+            .distinct()
+        )
+        return [r["owner"] for r in rows]
 
-        `is_orphan(owner, heartbeat_at)` decides; the update itself is conditional
-        on the heartbeat not having moved, so a run that is alive after all is
-        left alone.
+    async def interrupt_orphans(
+        self, *, dead_owners: Sequence[str], stale_before: datetime
+    ) -> list[str]:
+        """Fail, as interrupted, active runs owned by a dead process or whose heartbeat
+        is older than `stale_before`. Returns their ids.
+
+        Each update re-checks its condition, so a run whose heartbeat moves
+        meanwhile is left alone.
         """
-        rows = await WorkflowRun.select(
-            WorkflowRun.id, WorkflowRun.owner, WorkflowRun.heartbeat_at, WorkflowRun.status
-        ).where(WorkflowRun.status.is_in(ACTIVE_STATUSES))
+        orphan = (WorkflowRun.heartbeat_at < stale_before) | WorkflowRun.heartbeat_at.is_null()
+        if dead_owners:
+            orphan = orphan | WorkflowRun.owner.is_in(list(dead_owners))
         failed: list[str] = []
-        for row in rows:
-            if not is_orphan(row["owner"], row["heartbeat_at"]):
-                continue
-            when = "before it started" if row["status"] == "pending" else "while it ran"
-            cond = (WorkflowRun.id == row["id"]) & (WorkflowRun.status == row["status"])
-            if row["heartbeat_at"] is not None:
-                cond &= WorkflowRun.heartbeat_at == row["heartbeat_at"]
-            done = await (
+        for status, when in (("pending", "before it started"), ("running", "while it ran")):
+            rows = await (
                 WorkflowRun.update(
                     {
                         WorkflowRun.status: "failed",
                         WorkflowRun.completed_at: self.clock(),
                         WorkflowRun.error_type: "Interrupted",
                         WorkflowRun.error_message: (
-                            f"interrupted {when}: the process that ran it "
-                            f"({row['owner'] or 'unknown'}) stopped. Restart the run."
+                            f"interrupted {when}: the process that ran it stopped. Restart the run."
                         ),
+                        WorkflowRun.current_node: None,
                     }
                 )
-                .where(cond)
+                .where((WorkflowRun.status == status) & orphan)
                 .returning(WorkflowRun.id)
             )
-            if done:
-                await StepRun.update(
-                    {StepRun.status: "failed", StepRun.error: "interrupted"}
-                ).where((StepRun.run == row["id"]) & (StepRun.status == "running"))
-                failed.append(str(row["id"]))
+            failed.extend(str(r["id"]) for r in rows)
+        for chunk in range(0, len(failed), 500):
+            ids = [uuid.UUID(i) for i in failed[chunk : chunk + 500]]
+            await StepRun.update({StepRun.status: "failed", StepRun.error: "interrupted"}).where(
+                StepRun.run.is_in(ids) & (StepRun.status == "running")
+            )
         return failed
 
     # -- reading ---------------------------------------------------------------
