@@ -11,7 +11,7 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 
 from app.store import piccolo_conf
-from app.store.engine import engine_from_url
+from app.store.engine import PooledSQLiteEngine, engine_from_url
 from app.store.tables import StepRun, WorkflowRun
 
 __all__ = ["close", "configure", "current_engine", "migrate", "open_pool"]
@@ -67,3 +67,5 @@ async def close() -> None:
     engine = current_engine()
     if isinstance(engine, PostgresEngine) and engine.pool is not None:
         await engine.close_connection_pool()
+    if isinstance(engine, PooledSQLiteEngine):
+        await engine.close_pool()
