@@ -564,4 +564,4 @@ class WorkflowSpec(_Spec):
 
         ``workflow_from_snapshot`` turns it back into an equal WorkflowSpec.
         """
-        return self.model_dump(mode="json", by_alias=True)
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
