@@ -32,6 +32,7 @@ async def _open_store(settings: Settings):
         RunStore(),
         heartbeat_seconds=settings.heartbeat_seconds,
         stale_after_seconds=settings.stale_after_seconds,
+        max_inputs_bytes=settings.max_inputs_bytes,
     )
     await service.recover_interrupted()
     return service
@@ -183,22 +184,34 @@ def _is_loopback(host: str) -> bool:
 
 @main.command(
     help="Serve the dashboard (migrating the database first).\n\n"
-    "It binds to 127.0.0.1: it has no authentication yet, so another address is refused."
+    "Another address than loopback is refused unless tokens are configured "
+    "(CA_OPERATOR_TOKENS, CA_VIEWER_TOKENS or CA_TOKENS_FILE)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Load example runs (some failed, one running).")
-def serve(host: str, port: int, demo: bool) -> None:
+@click.option(
+    "--allow-remote-without-auth",
+    is_flag=True,
+    help="DANGEROUS: serve on a non-loopback address with no tokens configured, so anyone "
+    "who can reach it can restart and cancel runs.",
+)
+def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> None:
     import uvicorn
 
     from app.web.app import create_app
 
-    if not _is_loopback(host):
-        raise click.UsageError(
-            f"refusing to serve on {host}: the dashboard has no authentication, so it only "
-            "binds to a loopback address (127.0.0.1, ::1 or localhost)"
-        )
     settings = Settings.from_env(host=host, port=port)
+    if not _is_loopback(host) and not settings.auth_enabled:
+        if not allow_remote_without_auth:
+            raise click.UsageError(
+                f"refusing to serve on {host} without authentication: set CA_OPERATOR_TOKENS "
+                "(and CA_VIEWER_TOKENS) or CA_TOKENS_FILE, or bind to 127.0.0.1"
+            )
+        _echo_err(
+            f"WARNING: serving on {host} with NO authentication: anyone who can reach "
+            "it can restart and cancel runs."
+        )
     application = create_app(settings, demo=demo)
     _echo_err(
         f"Dashboard on http://{host}:{port}/workflows (database: "

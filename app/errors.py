@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AppError",
+    "InputsTooLarge",
     "InvalidInputs",
     "RunNotCancellable",
     "RunNotFound",
@@ -84,6 +85,12 @@ class InvalidInputs(AppError):
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class InputsTooLarge(AppError):
+    status = 413
+    code = "inputs_too_large"
+    title = "Inputs too large"
 
 
 class RunNotFound(AppError):

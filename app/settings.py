@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_DATABASE_FILE", "Settings", "normalise_database_url"]
+__all__ = ["DEFAULT_DATABASE_FILE", "Settings", "normalise_database_url", "read_tokens"]
 
 DEFAULT_DATABASE_FILE = "configurable-agents.db"
 
@@ -33,6 +34,42 @@ def normalise_database_url(url: str | None, *, cwd: Path | None = None) -> str:
     )
 
 
+def _split(value: str | None) -> list[str]:
+    return [t.strip() for t in (value or "").split(",") if t.strip()]
+
+
+def read_tokens(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """Tokens from CA_OPERATOR_TOKENS / CA_VIEWER_TOKENS (comma-separated) and from the
+    file named by CA_TOKENS_FILE (lines `operator: TOKEN` or `viewer: TOKEN`, `#` comments)."""
+    tokens = {
+        "operator": _split(env.get("CA_OPERATOR_TOKENS")),
+        "viewer": _split(env.get("CA_VIEWER_TOKENS")),
+    }
+    path = env.get("CA_TOKENS_FILE")
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(f"CA_TOKENS_FILE {path}: cannot read it ({exc.strerror})") from None
+        for number, line in enumerate(lines, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            role, sep, token = line.partition(":")
+            role, token = role.strip(), token.strip()
+            if not sep or role not in tokens or not token:
+                raise ValueError(
+                    f"CA_TOKENS_FILE {path}, line {number}: write `operator: TOKEN` or "
+                    "`viewer: TOKEN`"
+                )
+            tokens[role].append(token)
+    for role, values in tokens.items():
+        short = [t for t in values if len(t) < 16]
+        if short:
+            raise ValueError(f"{role} tokens must be at least 16 characters long")
+    return {"operator_tokens": tuple(tokens["operator"]), "viewer_tokens": tuple(tokens["viewer"])}
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the process is configured with. Build it with `Settings.from_env()`."""
@@ -45,14 +82,20 @@ class Settings:
     heartbeat_seconds: float = 2.0
     stale_after_seconds: float = 30.0
     recovery_interval_seconds: float = 5.0
-    csrf_secret: str = ""
+    # Signs session cookies. Without it a random one is made per process, so
+    # sessions end with the process and several dashboards cannot share them.
+    secret: str = ""
+    operator_tokens: tuple[str, ...] = ()
+    viewer_tokens: tuple[str, ...] = ()
+    max_inputs_bytes: int = 64 * 1024
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ
         values: dict[str, object] = {
             "database_url": normalise_database_url(env.get("DATABASE_URL")),
-            "csrf_secret": env.get("CA_SECRET", ""),
+            "secret": env.get("CA_SECRET", ""),
+            **read_tokens(env),
         }
         for name, key in (
             ("stale_after_seconds", "CA_STALE_AFTER_SECONDS"),
@@ -65,6 +108,10 @@ class Settings:
                     raise ValueError(f"{key}={env[key]!r} is not a number of seconds") from None
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.operator_tokens or self.viewer_tokens)
 
     @property
     def is_postgres(self) -> bool:

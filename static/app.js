@@ -90,6 +90,12 @@
     return target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName);
   }
 
+  // Cookie sessions need their CSRF token on every state-changing request.
+  document.addEventListener("htmx:config:request", (event) => {
+    const token = document.querySelector('meta[name="csrf-token"]')?.content;
+    if (token) event.detail.ctx.request.headers["X-CSRF-Token"] = token;
+  });
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const help = document.getElementById("help");

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -13,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.errors import (
+    InputsTooLarge,
     InvalidInputs,
     RunNotCancellable,
     RunNotFound,
@@ -97,8 +99,10 @@ class RunService:
         heartbeat_seconds: float = 2.0,
         stale_after_seconds: float = 30.0,
         owner: str | None = None,
+        max_inputs_bytes: int = 64 * 1024,
     ):
         self.store = store
+        self.max_inputs_bytes = max_inputs_bytes
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_after = timedelta(seconds=stale_after_seconds)
         self.owner = owner or process_owner()
@@ -109,6 +113,11 @@ class RunService:
         self, spec: Any, inputs: Mapping[str, Any], *, trigger: str = "api"
     ) -> str:
         """Validate `inputs`, then write a pending run. Bad inputs write nothing."""
+        size = len(json.dumps(dict(inputs), default=str))
+        if size > self.max_inputs_bytes:
+            raise InputsTooLarge(
+                f"the inputs are {size} bytes of JSON; at most {self.max_inputs_bytes} are allowed"
+            )
         validate_inputs(spec, inputs)
         return await self.store.create_run(
             workflow_name=spec.flow.name,

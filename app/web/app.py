@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar, get
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
+from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
@@ -27,10 +31,12 @@ from app.services.scheduling import BackgroundScheduler, Scheduler
 from app.settings import Settings
 from app.store import db
 from app.store.runs import RunStore
+from app.web.auth import TokenBook, authenticate
 from app.web.errors import exception_handlers
 from app.web.formatting import FILTERS, build_url
+from app.web.login import LoginController
 from app.web.runs import RunController
-from app.web.security import SecurityHeadersMiddleware, same_origin_guard
+from app.web.security import MAX_BODY_BYTES, SecurityHeadersMiddleware, request_limits
 
 __all__ = ["ROOT", "create_app"]
 
@@ -48,12 +54,37 @@ async def healthz() -> str:
     return "ok"
 
 
+def _csrf_token(request: Any) -> str:
+    return str(request.session.get("csrf", "")) if "session" in request.scope else ""
+
+
+def _can_operate(request: Any) -> bool:
+    return getattr(request.state, "role", None) == "operator"
+
+
+def _signed_in(request: Any) -> bool:
+    return "session" in request.scope and bool(request.session.get("role"))
+
+
 def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     env = engine.engine
     env.trim_blocks = True
     env.lstrip_blocks = True
     env.filters.update(FILTERS)
-    env.globals["url"] = build_url
+    env.globals.update(
+        url=build_url, csrf_token=_csrf_token, can_operate=_can_operate, signed_in=_signed_in
+    )
+
+
+def _session_config(settings: Settings) -> CookieBackendConfig:
+    secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
+    return CookieBackendConfig(
+        secret=hashlib.sha256(secret).digest(),
+        key="ca_session",
+        httponly=True,
+        samesite="strict",
+        max_age=12 * 3600,
+    )
 
 
 def _utcnow() -> datetime:
@@ -89,6 +120,7 @@ def create_app(
         store,
         heartbeat_seconds=settings.heartbeat_seconds,
         stale_after_seconds=settings.stale_after_seconds,
+        max_inputs_bytes=settings.max_inputs_bytes,
     )
 
     @contextlib.asynccontextmanager
@@ -123,6 +155,7 @@ def create_app(
             index,
             healthz,
             RunController,
+            LoginController,
             create_static_files_router(
                 path="/static", directories=[ROOT / "static"], include_in_schema=False
             ),
@@ -137,18 +170,23 @@ def create_app(
                 "runs": runs,
                 "clock": clock,
                 "scheduler": scheduler(runs),
+                "tokens": TokenBook(settings),
             }
         ),
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        before_request=same_origin_guard,
-        middleware=[DefineMiddleware(SecurityHeadersMiddleware)],
+        guards=[request_limits, authenticate],
+        middleware=[
+            DefineMiddleware(SecurityHeadersMiddleware),
+            _session_config(settings).middleware,
+        ],
         compression_config=CompressionConfig(backend="gzip", minimum_size=1000),
         openapi_config=OpenAPIConfig(
             title="Configurable Agents",
             version="0.1.0",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            # JSON only: the HTML viewers load scripts from CDNs, which our CSP refuses.
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
         ),
-        request_max_body_size=1024 * 1024,
+        request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )

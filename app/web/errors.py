@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request, Response
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.response import Redirect
 
 from app.errors import AppError
 from app.store.models import RunSummary
@@ -21,6 +23,8 @@ log = logging.getLogger("configurable_agents.web")
 
 _CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    414: "uri_too_long",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
@@ -58,6 +62,11 @@ def _describe(exc: Exception) -> tuple[int, str, str, str]:
 def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     status, code, title, message = _describe(exc)
     fmt = answer_format(request)
+    if status == 401 and fmt != "json":
+        target = f"/login?{urlencode({'next': request.url.path})}"
+        if fmt == "htmx":
+            return Response("", status_code=401, headers={"HX-Redirect": target})
+        return Redirect(target, status_code=303)
     if fmt == "json":
         return Response(
             {"error": message, "code": code}, status_code=status, media_type=MediaType.JSON

@@ -21,6 +21,7 @@ from app.store.models import Cursor, RunFilters
 from app.store.runs import RunStore
 from app.store.tables import RUN_STATUSES
 from app.web import schemas
+from app.web.auth import requires_operator
 from app.web.render import answer_format, template
 from app.web.serializers import detail_json, page_json, run_json
 
@@ -197,6 +198,7 @@ class RunController(Controller):
         status_code=200,
         summary="Restart a finished run as a new run",
         responses=schemas.RESTART,
+        guards=[requires_operator],
     )
     async def restart_run(
         self,
@@ -251,6 +253,7 @@ class RunController(Controller):
         status_code=200,
         summary="Cancel a pending or running run",
         responses=schemas.CANCEL,
+        guards=[requires_operator],
     )
     async def cancel_run(
         self,

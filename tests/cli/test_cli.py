@@ -99,4 +99,4 @@ def test_help_is_readable() -> None:
 def test_serve_refuses_a_non_loopback_host() -> None:
     result = cli("serve", "--host", "0.0.0.0", url="sqlite:///unused.db")
     assert result.returncode == 2
-    assert "refusing to serve on 0.0.0.0" in result.stderr
+    assert "refusing to serve on 0.0.0.0 without authentication" in result.stderr
