@@ -168,6 +168,8 @@ def migrate() -> None:
 
     report = asyncio.run(go())
     applied = "no migrations needed" if "No migrations need" in report else "migrations applied"
+    if "queue schema installed" in report:
+        applied += " (and the queue's schema installed)"
     click.echo(f"{applied}: {Settings.from_env().database_url.split('@')[-1]}")
 
 
@@ -218,3 +220,55 @@ def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> 
         f"{settings.database_url.split('@')[-1]})"
     )
     uvicorn.run(application, host=host, port=port, log_level="warning", lifespan="on")
+
+
+@main.command(
+    help="Execute queued runs (EXECUTION=queue, PostgreSQL). Run as many as you like, on "
+    "any machines that reach the database. SIGTERM finishes the current runs (up to 30 s), "
+    "then stops."
+)
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Runs executed at once by this worker.",
+)
+def worker(concurrency: int) -> None:
+    from app.services.queue import build_queue_app, worker_options
+    from app.services.runs import RunService
+    from app.store import db
+    from app.store.runs import RunStore
+
+    try:
+        settings = Settings.from_env(execution="queue")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def go() -> None:
+        db.configure(settings.database_url)
+        await db.migrate()
+        await db.open_pool(max_size=concurrency + 2)
+        runs = RunService(
+            RunStore(),
+            heartbeat_seconds=settings.heartbeat_seconds,
+            stale_after_seconds=settings.stale_after_seconds,
+            max_inputs_bytes=settings.max_inputs_bytes,
+            executes_locally=False,
+        )
+        queue_app = build_queue_app(settings.database_url, pool_max=concurrency + 2)
+        try:
+            async with queue_app.open_async():
+                _echo_err(
+                    f"worker ready: concurrency {concurrency}, database "
+                    f"{settings.database_url.split('@')[-1]}"
+                )
+                await queue_app.run_worker_async(
+                    queues=["runs", "maintenance"],
+                    additional_context={"runs": runs},
+                    **worker_options(concurrency),
+                )
+        finally:
+            await db.close()
+
+    asyncio.run(go())

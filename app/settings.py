@@ -88,6 +88,9 @@ class Settings:
     operator_tokens: tuple[str, ...] = ()
     viewer_tokens: tuple[str, ...] = ()
     max_inputs_bytes: int = 64 * 1024
+    # "inprocess": runs execute in the dashboard process (the embedded default);
+    # "queue": on procrastinate workers (`configurable-agents worker`), PostgreSQL only.
+    execution: str = "inprocess"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -95,6 +98,7 @@ class Settings:
         values: dict[str, object] = {
             "database_url": normalise_database_url(env.get("DATABASE_URL")),
             "secret": env.get("CA_SECRET", ""),
+            "execution": env.get("EXECUTION", "inprocess").strip().lower() or "inprocess",
             **read_tokens(env),
         }
         for name, key in (
@@ -108,6 +112,15 @@ class Settings:
                     raise ValueError(f"{key}={env[key]!r} is not a number of seconds") from None
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.execution not in ("inprocess", "queue"):
+            raise ValueError(f"EXECUTION={self.execution!r}: use inprocess (default) or queue")
+        if self.execution == "queue" and not self.is_postgres:
+            raise ValueError(
+                "EXECUTION=queue needs PostgreSQL: set DATABASE_URL=postgresql://user@host/db "
+                "(the embedded SQLite database executes runs in the dashboard process)"
+            )
 
     @property
     def auth_enabled(self) -> bool:

@@ -100,9 +100,13 @@ class RunService:
         stale_after_seconds: float = 30.0,
         owner: str | None = None,
         max_inputs_bytes: int = 64 * 1024,
+        executes_locally: bool = True,
     ):
         self.store = store
         self.max_inputs_bytes = max_inputs_bytes
+        # A run waiting for a queue worker belongs to no process yet; a run this
+        # process will execute is its own from the start, so its death is noticed.
+        self.creator = (owner or process_owner()) if executes_locally else None
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_after = timedelta(seconds=stale_after_seconds)
         self.owner = owner or process_owner()
@@ -125,7 +129,7 @@ class RunService:
             inputs=dict(inputs),
             trigger=trigger,
             steps_total=len(spec.nodes),
-            owner=self.owner,
+            owner=self.creator,
         )
 
     async def run_workflow(
@@ -143,13 +147,15 @@ class RunService:
         assert detail is not None
         return detail
 
-    async def execute_run(self, run_id: str, *, on_step: StepCallback | None = None) -> str | None:
+    async def execute_run(
+        self, run_id: str, *, on_step: StepCallback | None = None, owner: str | None = None
+    ) -> str | None:
         """Execute a pending run by id; returns its final status (None if it was not pending).
 
         Whatever happens, the run does not stay `running`: an unexpected error
         fails it with that error's type and message.
         """
-        claimed = await self.store.claim(run_id, self.owner)
+        claimed = await self.store.claim(run_id, owner or self.owner)
         if claimed is None:
             return None
         heartbeat = asyncio.create_task(self._heartbeat(run_id))
@@ -248,7 +254,7 @@ class RunService:
                 inputs=inputs,
                 trigger=trigger,
                 steps_total=len(spec.nodes),
-                owner=self.owner,
+                owner=self.creator,
                 attempt=attempt,
                 restarted_from=original.id,
             )

@@ -53,7 +53,14 @@ async def migrate() -> str:
         result = await run_forwards(app_name="all")
     if not result.success:
         raise RuntimeError(f"migrations failed: {result.message}")
-    return out.getvalue()
+    report = out.getvalue()
+    if isinstance(engine, PostgresEngine):
+        from app.store.queue import ensure_queue_schema
+
+        # The queue's tables live beside ours; procrastinate refuses a second install.
+        if await ensure_queue_schema(str(engine.config["dsn"])):
+            report += "\nqueue schema installed"
+    return report
 
 
 async def open_pool(max_size: int = 10) -> None:

@@ -338,6 +338,29 @@ class RunStore:
         )
         return bool(rows)
 
+    async def fail_interrupted(self, run_id: str, message: str) -> bool:
+        """Fail one pending or running run as interrupted; False if it had already ended."""
+        rows = await (
+            WorkflowRun.update(
+                {
+                    WorkflowRun.status: "failed",
+                    WorkflowRun.completed_at: self.clock(),
+                    WorkflowRun.error_type: "Interrupted",
+                    WorkflowRun.error_message: message,
+                    WorkflowRun.current_node: None,
+                }
+            )
+            .where(
+                (WorkflowRun.id == uuid.UUID(run_id)) & WorkflowRun.status.is_in(ACTIVE_STATUSES)
+            )
+            .returning(WorkflowRun.id)
+        )
+        if rows:
+            await StepRun.update({StepRun.status: "failed", StepRun.error: "interrupted"}).where(
+                (StepRun.run == uuid.UUID(run_id)) & (StepRun.status == "running")
+            )
+        return bool(rows)
+
     async def active_owners(self, prefix: str) -> list[str]:
         """Distinct owners, starting with `prefix`, of runs that are pending or running."""
         rows = await (
@@ -361,6 +384,11 @@ class RunStore:
             orphan = orphan | WorkflowRun.owner.is_in(list(dead_owners))
         failed: list[str] = []
         for status, when in (("pending", "before it started"), ("running", "while it ran")):
+            condition = (WorkflowRun.status == status) & orphan
+            if status == "pending":
+                # A pending run without an owner waits in the queue; the queue's
+                # reconciler looks after it, however long it waits.
+                condition = condition & WorkflowRun.owner.is_not_null()
             rows = await (
                 WorkflowRun.update(
                     {
@@ -373,7 +401,7 @@ class RunStore:
                         WorkflowRun.current_node: None,
                     }
                 )
-                .where((WorkflowRun.status == status) & orphan)
+                .where(condition)
                 .returning(WorkflowRun.id)
             )
             failed.extend(str(r["id"]) for r in rows)

@@ -3,6 +3,7 @@
 from piccolo.columns import (
     JSON,
     UUID,
+    BigInt,
     DoublePrecision,
     ForeignKey,
     Integer,
@@ -53,6 +54,8 @@ class WorkflowRun(Table, tablename="workflow_run"):
     current_node = Varchar(length=200, null=True, default=None)
     owner = Varchar(length=200, null=True, default=None)
     heartbeat_at = Timestamptz(null=True, default=None)
+    # The procrastinate job executing the run, in the queue execution mode.
+    job_id = BigInt(null=True, default=None)
 
 
 class StepRun(Table, tablename="step_run"):

@@ -30,6 +30,7 @@ from app.services.runs import RunService
 from app.services.scheduling import BackgroundScheduler, Scheduler
 from app.settings import Settings
 from app.store import db
+from app.store.queue import QueueStore
 from app.store.runs import RunStore
 from app.web.auth import TokenBook, authenticate
 from app.web.errors import exception_handlers
@@ -37,6 +38,7 @@ from app.web.formatting import FILTERS, build_url
 from app.web.login import LoginController
 from app.web.runs import RunController
 from app.web.security import MAX_BODY_BYTES, SecurityHeadersMiddleware, request_limits
+from app.web.workers import WorkersController
 
 __all__ = ["ROOT", "create_app"]
 
@@ -104,7 +106,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     clock: Callable[[], datetime] = _utcnow,
-    scheduler: Callable[[RunService], Scheduler] = BackgroundScheduler,
+    scheduler: Callable[[RunService], Scheduler] | None = None,
     migrate: bool = True,
     demo: bool = False,
     pool: bool = True,
@@ -116,12 +118,24 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     store = RunStore(clock=clock)
+    queued = settings.execution == "queue"
     runs = RunService(
         store,
         heartbeat_seconds=settings.heartbeat_seconds,
         stale_after_seconds=settings.stale_after_seconds,
         max_inputs_bytes=settings.max_inputs_bytes,
+        executes_locally=not queued,
     )
+    queue_app = None
+    if scheduler is not None:
+        chosen: Scheduler = scheduler(runs)
+    elif queued:
+        from app.services.queue import QueueScheduler, build_queue_app
+
+        queue_app = build_queue_app(settings.database_url)
+        chosen = QueueScheduler(queue_app, runs)
+    else:
+        chosen = BackgroundScheduler(runs)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -130,6 +144,8 @@ def create_app(
             await db.migrate()
         if pool:
             await db.open_pool()
+        if queue_app is not None:
+            await queue_app.open_async()
         await runs.recover_interrupted()
         sweeper = asyncio.create_task(
             _recover_periodically(runs, settings.recovery_interval_seconds)
@@ -143,6 +159,8 @@ def create_app(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            if queue_app is not None:
+                await queue_app.close_async()
             await db.close()
 
     template_config = TemplateConfig(
@@ -156,6 +174,7 @@ def create_app(
             healthz,
             RunController,
             LoginController,
+            WorkersController,
             create_static_files_router(
                 path="/static", directories=[ROOT / "static"], include_in_schema=False
             ),
@@ -169,7 +188,8 @@ def create_app(
                 "store": store,
                 "runs": runs,
                 "clock": clock,
-                "scheduler": scheduler(runs),
+                "scheduler": chosen,
+                "queue_store": QueueStore() if queued else None,
                 "tokens": TokenBook(settings),
             }
         ),

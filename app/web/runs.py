@@ -102,7 +102,13 @@ class RunController(Controller):
         }
         if fmt == "htmx" or partial:
             return template("runs/_table.html", **context)
-        return template("runs/index.html", workflow_names=await store.workflow_names(), **context)
+        queue_store = request.app.state.queue_store
+        return template(
+            "runs/index.html",
+            workflow_names=await store.workflow_names(),
+            stats=await queue_store.stats() if queue_store else None,
+            **context,
+        )
 
     @get("/", name="runs:list", summary="List runs, newest first", responses=schemas.LIST)
     async def list_runs(
@@ -214,7 +220,7 @@ class RunController(Controller):
         fmt = answer_format(request)
         result = await runs.restart(run_id, trigger="api" if fmt == "json" else "dashboard")
         try:
-            background = request.app.state.scheduler.schedule(result.run_id)
+            background = await request.app.state.scheduler.schedule(result.run_id)
         except Exception as exc:
             await runs.abandon(result.run_id)
             raise SchedulingFailed(
@@ -262,6 +268,7 @@ class RunController(Controller):
         run_id: FromPath[str],
     ) -> Response[Any]:
         run = await runs.cancel(run_id)
+        await request.app.state.scheduler.cancelled(run.id)
         fmt = answer_format(request)
         if fmt == "json":
             return Response(

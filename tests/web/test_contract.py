@@ -185,7 +185,7 @@ async def test_scheduling_failure_is_500_and_leaves_no_run(empty_db: str, clock)
         def __init__(self, service: object) -> None:
             pass
 
-        def schedule(self, run_id: str) -> None:
+        async def schedule(self, run_id: str) -> None:
             raise ConnectionError("queue unreachable")
 
     app = create_app(

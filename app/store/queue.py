@@ -1,0 +1,106 @@
+"""Queries across our runs and procrastinate's tables (PostgreSQL, queue mode only)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from procrastinate import App, PsycopgConnector
+
+from app.store.tables import WorkflowRun
+
+__all__ = ["QueueStats", "QueueStore", "WorkerView", "ensure_queue_schema"]
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    id: int
+    last_heartbeat: datetime
+    alive: bool
+    runs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    live_workers: int
+    queued: int
+    oldest_queued_at: datetime | None
+
+
+class QueueStore:
+    """Reads procrastinate's `procrastinate_jobs` / `procrastinate_workers` beside our runs."""
+
+    def __init__(self, alive_within_seconds: float = 15.0):
+        self.alive_within = alive_within_seconds
+
+    async def set_job_id(self, run_id: str, job_id: int) -> None:
+        await WorkflowRun.update({WorkflowRun.job_id: job_id}).where(
+            WorkflowRun.id == uuid.UUID(run_id)
+        )
+
+    async def job_id_of(self, run_id: str) -> int | None:
+        row = await (
+            WorkflowRun.select(WorkflowRun.job_id)
+            .where(WorkflowRun.id == uuid.UUID(run_id))
+            .first()
+        )
+        return row["job_id"] if row else None
+
+    async def pending_without_live_job(self, older_than_seconds: float) -> list[str]:
+        """Pending runs whose job is gone or never got deferred (a crash between the two writes)."""
+        rows = await WorkflowRun.raw(
+            "SELECT r.id FROM workflow_run r"
+            " WHERE r.status = 'pending'"
+            " AND r.created_at < NOW() - make_interval(secs => {})"
+            " AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j"
+            "   WHERE j.queueing_lock = r.id::text AND j.status IN ('todo', 'doing'))"
+            " ORDER BY r.created_at LIMIT 500",
+            older_than_seconds,
+        )
+        return [str(r["id"]) for r in rows]
+
+    async def stats(self) -> QueueStats:
+        rows = await WorkflowRun.raw(
+            "SELECT"
+            " (SELECT count(*) FROM procrastinate_workers"
+            "   WHERE last_heartbeat > NOW() - make_interval(secs => {})) AS live_workers,"
+            " (SELECT count(*) FROM workflow_run WHERE status = 'pending') AS queued,"
+            " (SELECT min(created_at) FROM workflow_run WHERE status = 'pending') AS oldest",
+            self.alive_within,
+        )
+        row: dict[str, Any] = rows[0]
+        return QueueStats(int(row["live_workers"]), int(row["queued"]), row["oldest"])
+
+    async def workers(self) -> list[WorkerView]:
+        rows = await WorkflowRun.raw(
+            "SELECT w.id, w.last_heartbeat,"
+            " w.last_heartbeat > NOW() - make_interval(secs => {}) AS alive,"
+            " coalesce(array_agg(r.id::text ORDER BY r.started_at)"
+            "   FILTER (WHERE r.id IS NOT NULL), ARRAY[]::text[]) AS runs"
+            " FROM procrastinate_workers w"
+            " LEFT JOIN procrastinate_jobs j ON j.worker_id = w.id AND j.status = 'doing'"
+            " LEFT JOIN workflow_run r ON r.job_id = j.id AND r.status = 'running'"
+            " GROUP BY w.id ORDER BY w.id",
+            self.alive_within,
+        )
+        return [
+            WorkerView(r["id"], r["last_heartbeat"], bool(r["alive"]), tuple(r["runs"] or ()))
+            for r in rows
+        ]
+
+
+async def ensure_queue_schema(database_url: str) -> bool:
+    """Install procrastinate's schema unless it is there (installing twice is an error).
+    Returns True when it installed it."""
+    app = App(connector=PsycopgConnector(conninfo=database_url, min_size=1, max_size=1))
+    async with app.open_async():
+        conn = app.connector
+        rows = await conn.execute_query_all_async(
+            "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present"
+        )
+        if rows[0]["present"]:
+            return False
+        await app.schema_manager.apply_schema_async()
+        return True

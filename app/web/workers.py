@@ -1,0 +1,63 @@
+"""The queue at a glance: workers, queued runs, the oldest waiting (queue mode)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.enums import MediaType
+
+from app.web.formatting import iso
+from app.web.render import answer_format, template
+
+__all__ = ["WorkersController"]
+
+
+class WorkersController(Controller):
+    @get("/workers", name="workers:list", summary="Queue workers and what they run")
+    async def list_workers(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        queue_store = request.app.state.queue_store
+        workers = await queue_store.workers() if queue_store else []
+        stats = await queue_store.stats() if queue_store else None
+        if answer_format(request) == "json":
+            return Response(
+                {
+                    "execution": request.app.state.settings.execution,
+                    "workers": [
+                        {
+                            "id": w.id,
+                            "last_heartbeat": iso(w.last_heartbeat),
+                            "alive": w.alive,
+                            "runs": list(w.runs),
+                        }
+                        for w in workers
+                    ],
+                    "queue": _stats_json(stats),
+                },
+                media_type=MediaType.JSON,
+            )
+        return template(
+            "workers.html",
+            workers=workers,
+            stats=stats,
+            now=request.app.state.clock(),
+            nav="workers",
+        )
+
+    @get("/workflows/queue", name="workers:strip", summary="The queue strip of the run list")
+    async def queue_strip(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        queue_store = request.app.state.queue_store
+        stats = await queue_store.stats() if queue_store else None
+        if answer_format(request) == "json":
+            return Response(_stats_json(stats), media_type=MediaType.JSON)
+        return template("runs/_queue.html", stats=stats, now=request.app.state.clock())
+
+
+def _stats_json(stats: Any) -> dict[str, Any] | None:
+    if stats is None:
+        return None
+    return {
+        "live_workers": stats.live_workers,
+        "queued": stats.queued,
+        "oldest_queued_at": iso(stats.oldest_queued_at) or None,
+    }
