@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-sqlite test-postgres lint fix snapshots migrate browser-deps postgres
+.PHONY: install run test test-sqlite test-postgres lint fix snapshots migrate browser-deps postgres bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -53,3 +53,6 @@ test-postgres: install browser-deps postgres  ## the suite on PostgreSQL only
 
 snapshots: install  ## rewrite the HTML snapshots after an intended change (read the diff!)
 	CA_TEST_DB=sqlite $(PY) -m pytest tests/web --snapshot-update
+
+bench: install postgres  ## the load benchmark (bench/run.py); BENCH_ARGS=--quick for 10k runs only
+	$(PY) -m bench.run $(BENCH_ARGS)

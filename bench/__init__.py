@@ -1,1 +1,1 @@
-"""Benchmarks: run from the repository root, e.g. `python -m bench.restart_latency`."""
+"""Benchmarks, run from the repository root: `make bench` or `python -m bench.run --quick`."""

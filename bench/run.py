@@ -1,0 +1,698 @@
+"""The dashboard under load at 10k, 100k and 1M runs, on SQLite and PostgreSQL.
+
+    make bench                       # every size on both databases
+    make bench BENCH_ARGS=--quick    # 10k runs only (under 3 minutes)
+    python -m bench.run --sizes 100000 --databases sqlite --explain
+
+For each database and size: seed a fresh database (a SQLite file in a temporary
+directory, or a throwaway PostgreSQL database `ca_bench_<random>` that is dropped
+at the end), start the real server and the ceiling server (uvicorn, one worker),
+and drive each request at concurrency 1 and 10 over loopback, bounded in count
+and time. Then restart distinct failed runs and wait for every new run to end,
+and measure the executor in process. Results go to bench/results/<time>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from bench.load import ROOT, Request, Server, Stats, drive
+
+PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZES = (10_000, 100_000, 1_000_000)
+HX = {"HX-Request": "true"}
+JSON = {"Accept": "application/json"}
+# Read requests whose cost must not grow with the table ("flat").
+LIST_REQUESTS = ("list page", "table partial", "failed filter", "workflow filter", "page 20")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_requests: int
+    max_seconds: float
+    restarts_c1: int
+    restarts_c10: int
+    executor_runs: int
+
+
+QUICK = Limits(
+    max_requests=300, max_seconds=2.0, restarts_c1=60, restarts_c10=300, executor_runs=20
+)
+FULL = Limits(
+    max_requests=2000, max_seconds=5.0, restarts_c1=200, restarts_c10=1000, executor_runs=60
+)
+
+
+# -- databases -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sqlite_database() -> Iterator[str]:
+    tmp = tempfile.mkdtemp(prefix="ca-bench-")
+    try:
+        yield f"sqlite:///{tmp}/bench.db"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    name = f"ca_bench_{secrets.token_hex(4)}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        # only the database this run created
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def database(kind: str) -> contextlib.AbstractContextManager[str]:
+    return sqlite_database() if kind == "sqlite" else postgres_database()
+
+
+def database_bytes(url: str) -> int:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+    async def size() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(size())
+
+
+async def statuses(url: str, ids: list[str]) -> dict[str, str]:
+    """The status of each of these runs, read from the database directly."""
+    found: dict[str, str] = {}
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT id, status FROM workflow_run WHERE id IN ({marks})"
+                found.update(dict(conn.execute(sql, chunk).fetchall()))
+        finally:
+            conn.close()
+        return found
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id::text, status FROM workflow_run WHERE id = ANY($1::uuid[])", ids
+        )
+        return {r[0]: r[1] for r in rows}
+    finally:
+        await conn.close()
+
+
+# -- one database, one size ----------------------------------------------------------------
+
+
+def server_env(url: str) -> dict[str, str]:
+    # Seeded running runs have no owner: keep the recovery sweep from failing them.
+    return {"DATABASE_URL": url, "CA_STALE_AFTER_SECONDS": "1000000000"}
+
+
+def discover(base: str, sample: dict[str, str]) -> dict[str, Any]:
+    """What the requests need: the table partial's size, page 20's cursor, page weight."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        table = client.get("/workflows/table", headers={**HX, "Accept-Encoding": "identity"})
+        table.raise_for_status()
+        cursor = None
+        for _ in range(19):
+            page = client.get(
+                "/workflows", params={"cursor": cursor} if cursor else {}, headers=JSON
+            )
+            page.raise_for_status()
+            cursor = page.json()["next_cursor"]
+        weight = page_weight(client)
+    return {
+        "table_bytes": len(table.content),
+        "page20_cursor": cursor,
+        "detail_ids": [v for k, v in sorted(sample.items())],
+        "page_weight": weight,
+    }
+
+
+def page_weight(client: httpx.Client) -> dict[str, Any]:
+    identity = {"Accept-Encoding": "identity"}
+    page = client.get("/workflows", headers=identity)
+    assets = re.findall(r'<(?:link[^>]+href|script[^>]+src)="(/static/[^"]+)"', page.text)
+    parts = {"/workflows": page}
+    for asset in assets:
+        parts[asset] = client.get(asset, headers=identity)
+    out: dict[str, Any] = {"files": {}, "total_bytes": 0}
+    for path, response in parts.items():
+        gz = client.get(path, headers={"Accept-Encoding": "gzip"})
+        out["files"][path] = {
+            "bytes": len(response.content),
+            "gzip_bytes": gz.num_bytes_downloaded,
+            "content_encoding_with_gzip": gz.headers.get("content-encoding"),
+        }
+        out["total_bytes"] += len(response.content)
+    out["gzip_total_bytes"] = sum(f["gzip_bytes"] for f in out["files"].values())
+    out["all_compressed"] = all(
+        f["content_encoding_with_gzip"] == "gzip" for f in out["files"].values()
+    )
+    return out
+
+
+def read_requests(found: dict[str, Any], workflow: str) -> dict[str, list[Request]]:
+    ids = found["detail_ids"]
+    return {
+        "list page": [Request("GET", "/workflows")],
+        "table partial": [Request("GET", "/workflows/table", HX)],
+        "failed filter": [Request("GET", "/workflows?status=failed")],
+        "workflow filter": [Request("GET", f"/workflows?workflow={workflow}")],
+        "page 20": [Request("GET", f"/workflows?cursor={quote(found['page20_cursor'])}", HX)],
+        "detail page": [Request("GET", f"/workflows/{i}") for i in ids],
+        "row partial": [Request("GET", f"/workflows/{i}/row", HX) for i in ids],
+        "JSON list": [Request("GET", "/workflows", JSON)],
+    }
+
+
+def measure(server: Server, requests: list[Request], concurrency: int, limits: Limits) -> Stats:
+    stats = asyncio.run(
+        drive(
+            server.url,
+            requests,
+            concurrency=concurrency,
+            max_requests=limits.max_requests,
+            max_seconds=limits.max_seconds,
+        )
+    )
+    stats.rss_mb = server.rss_mb()
+    return stats
+
+
+def restarts(
+    server: Server, url: str, ids: list[str], concurrency: int, limits: Limits
+) -> tuple[Stats, dict[str, Any]]:
+    created: list[str] = []
+
+    def on_response(req: Request, response: httpx.Response) -> None:
+        if response.status_code == 200:
+            created.append(response.json()["run_id"])
+
+    requests = [Request("POST", f"/workflows/{i}/restart", JSON) for i in ids]
+    stats = asyncio.run(
+        drive(
+            server.url,
+            requests,
+            concurrency=concurrency,
+            max_requests=len(requests),
+            max_seconds=max(limits.max_seconds, 10.0),
+            warmup=0,
+            cycle=False,
+            on_response=on_response,
+        )
+    )
+    began = time.perf_counter()
+    deadline = began + 120
+    while True:
+        found = asyncio.run(statuses(url, created))
+        active = [i for i in created if found.get(i) in ("pending", "running")]
+        if not active or time.perf_counter() > deadline:
+            break
+        time.sleep(0.2)
+    stats.rss_mb = server.rss_mb()
+    outcome: dict[str, int] = {}
+    for i in created:
+        state = found.get(i, "lost")
+        outcome[state] = outcome.get(state, 0) + 1
+    return stats, {
+        "created": len(created),
+        "outcome": outcome,
+        "lost": outcome.get("lost", 0),
+        "stuck": sum(outcome.get(s, 0) for s in ("pending", "running")),
+        "seconds_until_all_ended": round(time.perf_counter() - began, 2),
+    }
+
+
+async def executor_overhead(url: str, runs: int) -> dict[str, Any]:
+    """ms per node of a 3-node mock workflow without delay, in process, step rows included;
+    a 1-node workflow gives the fixed cost of a run, so the marginal cost of a node too."""
+    from app.services.runs import RunService
+    from app.store import db
+    from app.store.runs import RunStore
+    from app.workflows.loader import load_workflow, parse_workflow
+    from bench.seed import workflow_yaml
+
+    db.configure(url)
+    await db.open_pool()
+    try:
+        service = RunService(RunStore())
+        three = parse_workflow(workflow_yaml("executor_bench"))
+        one = load_workflow(ROOT / "examples/echo.yaml")
+        timings: dict[str, list[float]] = {"three": [], "one": []}
+        for _ in range(3):  # warm up
+            await service.run_workflow(three, {"topic": "warm up"})
+        for i in range(runs):
+            for key, spec, inputs in (
+                ("three", three, {"topic": f"benchmark {i}"}),
+                ("one", one, {"message": f"benchmark {i}"}),
+            ):
+                began = time.perf_counter()
+                detail = await service.run_workflow(spec, inputs)
+                timings[key].append((time.perf_counter() - began) * 1000)
+                assert detail.summary.status == "completed", detail.summary
+    finally:
+        await db.close()
+    three_ms = statistics.median(timings["three"])
+    one_ms = statistics.median(timings["one"])
+    return {
+        "runs": runs,
+        "run_3_nodes_ms_p50": round(three_ms, 2),
+        "run_1_node_ms_p50": round(one_ms, 2),
+        "ms_per_node_3_node_run": round(three_ms / 3, 2),
+        "marginal_ms_per_node": round((three_ms - one_ms) / 2, 2),
+    }
+
+
+def child(module: str, *args: str | Path) -> str:
+    """Run `python -m module args...` from the repository root; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def bench_one(kind: str, size: int, limits: Limits, args: argparse.Namespace) -> dict[str, Any]:
+    from bench.seed import WORKFLOW_NAMES
+
+    result: dict[str, Any] = {"database": kind, "runs": size}
+    with database(kind) as url:
+        print(f"[{kind} {size:,}] seeding", flush=True)
+        # Each step that talks to the database runs in a process of its own: Piccolo
+        # keeps engine state (its migration table, SQLite connections) per process.
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "seed.json"
+            child("bench.seed", "--runs", str(size), "--database-url", url, "--report-json", out)
+            seeded = json.loads(out.read_text())
+        failed = seeded.pop("failed_ids")
+        sample = seeded.pop("sample_ids")
+        result["seed"] = seeded
+        result["database_bytes"] = database_bytes(url)
+        print(
+            f"[{kind} {size:,}] seeded {seeded['runs'] + seeded['steps']:,} rows in "
+            f"{seeded['seconds']:.1f} s ({seeded['rows_per_second']:,} rows/s)",
+            flush=True,
+        )
+        workflow = WORKFLOW_NAMES[3]
+        rng = random.Random(size)
+        rng.shuffle(failed)
+        phases: list[dict[str, Any]] = []
+        with Server("app.web.app:create_app", server_env(url)) as app_server:
+            result["rss_mb_at_start"] = app_server.rss_mb()
+            found = discover(app_server.url, sample)
+            result["page_weight"] = found["page_weight"]
+            result["table_bytes"] = found["table_bytes"]
+            ceiling_env = {"CEILING_BYTES": str(found["table_bytes"])}
+            with Server("bench.ceiling:create_app", ceiling_env) as ceiling:
+                for c in (1, 10):
+                    stats = measure(ceiling, [Request("GET", "/")], c, limits)
+                    phases.append({"request": "ceiling", "concurrency": c, **stats.as_dict()})
+            for name, requests in read_requests(found, workflow).items():
+                for c in (1, 10):
+                    stats = measure(app_server, requests, c, limits)
+                    phases.append({"request": name, "concurrency": c, **stats.as_dict()})
+                    print(
+                        f"[{kind} {size:,}] {name} c{c}: {stats.rps:.0f}/s "
+                        f"p50 {stats.as_dict()['p50_ms']} ms",
+                        flush=True,
+                    )
+            restart_info = {}
+            take = {1: limits.restarts_c1, 10: limits.restarts_c10}
+            for c in (1, 10):
+                ids, failed = failed[: take[c]], failed[take[c] :]
+                stats, info = restarts(app_server, url, ids, c, limits)
+                phases.append({"request": "restart POST", "concurrency": c, **stats.as_dict()})
+                restart_info[f"c{c}"] = info
+                print(f"[{kind} {size:,}] restart c{c}: {stats.rps:.0f}/s {info}", flush=True)
+            result["restarts"] = restart_info
+            result["rss_mb_at_end"] = app_server.rss_mb()
+        add_ratios(phases)
+        result["phases"] = phases
+        print(f"[{kind} {size:,}] executor", flush=True)
+        result["executor"] = json.loads(
+            child("bench.run", "--executor-only", url, "--executor-runs", str(limits.executor_runs))
+        )
+        if args.profile:
+            result["profile"] = profile_slowest(url, phases, found)
+            print(f"[{kind} {size:,}] profiled {result['profile']['request']}", flush=True)
+        if args.explain:
+            print(f"[{kind} {size:,}] query plans", flush=True)
+            result["explain"] = json.loads(
+                child("bench.explain", "--database-url", url, "--workflow", workflow, "--json")
+            )
+    return result
+
+
+def profile_slowest(url: str, phases: list[dict[str, Any]], found: dict[str, Any]) -> dict:
+    """pyinstrument over the read request with the highest p50 at concurrency 1."""
+    reads = [p for p in phases if p["concurrency"] == 1 and p["request"] in READ_PATHS]
+    slowest = max(reads, key=lambda p: p["p50_ms"] or 0)
+    path, flags = READ_PATHS[slowest["request"]]
+    path = path.format(cursor=quote(found["page20_cursor"]), id=found["detail_ids"][0])
+    try:
+        text = child("bench.profile", "--database-url", url, "--path", path, *flags, "-n", "30")
+    except RuntimeError as exc:  # pyinstrument missing, most likely
+        text = f"not profiled: {exc}"
+    return {"request": slowest["request"], "path": path, "text": text}
+
+
+READ_PATHS = {
+    "list page": ("/workflows", []),
+    "table partial": ("/workflows/table", ["--hx"]),
+    "failed filter": ("/workflows?status=failed", []),
+    "page 20": ("/workflows?cursor={cursor}", ["--hx"]),
+    "detail page": ("/workflows/{id}", []),
+    "row partial": ("/workflows/{id}/row", ["--hx"]),
+    "JSON list": ("/workflows", ["--json"]),
+}
+
+
+def add_ratios(phases: list[dict[str, Any]]) -> None:
+    ceiling = {p["concurrency"]: p for p in phases if p["request"] == "ceiling"}
+    for p in phases:
+        base = ceiling.get(p["concurrency"])
+        if base is None:
+            continue
+        p["vs_ceiling"] = {
+            "rps": _ratio(p["rps"], base["rps"]),
+            "p50": _ratio(p["p50_ms"], base["p50_ms"]),
+            "p99": _ratio(p["p99_ms"], base["p99_ms"]),
+            "rss": _ratio(p["rss_mb"], base["rss_mb"]),
+        }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def hardware() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
+    pg = None
+    with contextlib.suppress(Exception):
+        pg = asyncio.run(_pg_version())
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": pg,
+        "platform": platform.platform(),
+    }
+
+
+async def _pg_version() -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def git_commit() -> str | None:
+    with contextlib.suppress(Exception):
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "app", "templates", "static", "migrations"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return None
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    hw = report["hardware"]
+    out = [
+        f"# Benchmark {report['started']}\n\n",
+        f"Commit {report['commit']}; {hw['cpu']}, {hw['cores']} cores, {hw['memory_gb']} GB; "
+        f"Python {hw['python']}, SQLite {hw['sqlite']}, PostgreSQL {hw['postgresql']}. "
+        f"Mode: {report['mode']}. Limits per phase: {report['limits']}.\n\n",
+        "Ratios are to the ceiling (a plain Litestar endpoint returning a fixed HTML string as "
+        "large as the table partial) at the same concurrency, measured in the same run. "
+        "`client cpu` near 1.0 means the load generator, not the server, was the limit.\n\n",
+    ]
+    out.append(targets_markdown(report))
+    for r in report["results"]:
+        s = r["seed"]
+        out.append(f"\n## {r['database']}, {r['runs']:,} runs\n\n")
+        out.append(
+            f"Seeded {s['runs']:,} runs and {s['steps']:,} steps in {s['seconds']} s "
+            f"({s['rows_per_second']:,} rows/s); database {r['database_bytes'] / 1e6:,.0f} MB; "
+            f"statuses {s['by_status']}; {s['restart_chains']:,} restart chains; snapshot "
+            f"{s['snapshot_bytes']} B, inputs {s['inputs_bytes']} B, outputs "
+            f"{s['outputs_bytes']} B. Server RSS at start {r['rss_mb_at_start']} MB, at end "
+            f"{r['rss_mb_at_end']} MB.\n\n"
+        )
+        out.append(
+            "| request | c | n | err | req/s | p50 ms | p99 ms | body B | wire B | RSS MB "
+            "| req/s ÷ ceil | p50 ÷ ceil | p99 ÷ ceil | client cpu |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        )
+        for p in r["phases"]:
+            v = p.get("vs_ceiling", {})
+            out.append(
+                f"| {p['request']} | {p['concurrency']} | {p['requests']} | {p['errors']} "
+                f"| {_fmt(p['rps'])} | {_fmt(p['p50_ms'], 2)} | {_fmt(p['p99_ms'], 2)} "
+                f"| {_fmt(p['body_bytes'])} | {_fmt(p['wire_bytes'])} | {_fmt(p['rss_mb'])} "
+                f"| {_fmt(v.get('rps'), 3)} | {_fmt(v.get('p50'), 2)} | {_fmt(v.get('p99'), 2)} "
+                f"| {_fmt(p['client_cpu'], 2)} |\n"
+            )
+        out.append(f"\nRestarts: {json.dumps(r['restarts'])}\n\n")
+        out.append(f"Executor: {json.dumps(r['executor'])}\n\n")
+        pw = r["page_weight"]
+        files = ", ".join(
+            f"{k} {v['bytes']:,} B ({v['content_encoding_with_gzip'] or 'not compressed'})"
+            for k, v in pw["files"].items()
+        )
+        out.append(
+            f"Page weight: {pw['total_bytes']:,} B uncompressed, {pw['gzip_total_bytes']:,} B "
+            f"with gzip: {files}.\n"
+        )
+        if "profile" in r:
+            prof = r["profile"]
+            out.append(
+                f"\n### Profile of the slowest read: {prof['request']} (`{prof['path']}`)\n\n"
+                f"```\n{prof['text'].strip()}\n```\n"
+            )
+        if "explain" in r:
+            from bench.explain import as_markdown
+
+            out.append(f"\n### Query plans ({r['database']}, {r['runs']:,} runs)\n\n")
+            out.append(as_markdown(r["explain"]))
+    return "".join(out)
+
+
+def _phase(r: dict[str, Any], name: str, c: int) -> dict[str, Any] | None:
+    return next((p for p in r["phases"] if p["request"] == name and p["concurrency"] == c), None)
+
+
+def targets_markdown(report: dict[str, Any]) -> str:
+    rows = []
+    for kind in report["databases"]:
+        rs = sorted(
+            (r for r in report["results"] if r["database"] == kind), key=lambda r: r["runs"]
+        )
+        if not rs:
+            continue
+        small, big = rs[0], rs[-1]
+        n = f"{big['runs']:,}"
+        if len(rs) > 1:
+            worst = max(
+                (
+                    (_ratio(_phase(big, q, 1)["p50_ms"], _phase(small, q, 1)["p50_ms"]) or 0, q)
+                    for q in LIST_REQUESTS
+                ),
+            )
+            rows.append(
+                (
+                    kind,
+                    f"list/filter/paging p50 at {n} ≤ 1.5x at {small['runs']:,} (c1)",
+                    f"worst {worst[0]:.2f}x ({worst[1]})",
+                    worst[0] <= 1.5,
+                )
+            )
+        for name, share in (("table partial", 0.15), ("detail page", 0.25)):
+            ratio = max(_phase(big, name, c)["vs_ceiling"]["rps"] for c in (1, 10))
+            rows.append(
+                (
+                    kind,
+                    f"{name} ≥ {share:.0%} of ceiling req/s at {n}",
+                    f"{ratio:.1%}",
+                    ratio >= share,
+                )
+            )
+        c1 = _phase(big, "restart POST", 1)
+        c10 = _phase(big, "restart POST", 10)
+        rows.append((kind, "restart p50 ≤ 10 ms (c1)", f"{c1['p50_ms']} ms", c1["p50_ms"] <= 10))
+        rows.append((kind, "restart ≥ 150/s (c10)", f"{c10['rps']}/s", c10["rps"] >= 150))
+        lost = sum(v["lost"] + v["stuck"] for v in big["restarts"].values())
+        rows.append(
+            (kind, "every restarted run ends, none lost", f"{lost} lost or stuck", lost == 0)
+        )
+        rss = max(p["rss_mb"] or 0 for p in big["phases"] if p["request"] != "ceiling")
+        rows.append((kind, f"server RSS ≤ 150 MB at {n}", f"{rss} MB", rss <= 150))
+        if len(rs) > 1:
+            rss_small = max(p["rss_mb"] or 0 for p in small["phases"] if p["request"] != "ceiling")
+            rows.append(
+                (
+                    kind,
+                    "RSS does not grow with N",
+                    f"{rss_small} → {rss} MB",
+                    rss <= rss_small * 1.15,
+                )
+            )
+        per_node = big["executor"]["ms_per_node_3_node_run"]
+        rows.append((kind, "executor ≤ 2 ms per node", f"{per_node} ms", per_node <= 2))
+        pw = big["page_weight"]
+        rows.append(
+            (
+                kind,
+                "list page + CSS + JS ≤ 120 KB",
+                f"{pw['total_bytes'] / 1000:.1f} KB",
+                pw["total_bytes"] <= 120_000,
+            )
+        )
+        rows.append(
+            (kind, "compressed when accepted", str(pw["all_compressed"]), pw["all_compressed"])
+        )
+    out = ["## Targets (issue 5)\n\n| db | target | measured | met |\n|---|---|---|---|\n"]
+    out += [f"| {k} | {t} | {m} | {'yes' if ok else '**no**'} |\n" for k, t, m, ok in rows]
+    return "".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="10k runs only, short phases")
+    parser.add_argument("--sizes", help="comma-separated run counts (default 10000,100000,1000000)")
+    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument("--explain", action="store_true", help="add query plans per size")
+    parser.add_argument(
+        "--profile", action="store_true", help="pyinstrument the slowest read (needs pyinstrument)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--executor-only", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--executor-runs", type=int, default=20, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.executor_only:
+        print(json.dumps(asyncio.run(executor_overhead(args.executor_only, args.executor_runs))))
+        return
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")] if args.sizes else None
+    sizes = sizes or ([10_000] if args.quick else list(SIZES))
+    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
+    for k in kinds:
+        if k not in ("sqlite", "postgres"):
+            parser.error(f"unknown database {k!r}: use sqlite and/or postgres")
+    limits = QUICK if args.quick else FULL
+    started = datetime.now(UTC)
+    report: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "commit": git_commit(),
+        "hardware": hardware(),
+        "limits": limits.__dict__,
+        "databases": kinds,
+        "sizes": sizes,
+        "results": [],
+    }
+    began = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = started.strftime("%Y%m%d-%H%M%S") + f"-{report['mode']}"
+    text = ""
+    for kind in kinds:
+        for size in sizes:
+            report["results"].append(bench_one(kind, size, limits, args))
+            # written after every size, so that a long run that fails keeps what it measured
+            report["seconds"] = round(time.perf_counter() - began, 1)
+            (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+            text = markdown(report)
+            (args.out / f"{stem}.md").write_text(text)
+    print(text)
+    print(f"wrote {args.out / stem}.json and .md in {report['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
