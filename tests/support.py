@@ -71,6 +71,7 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = extra_env or {}
+        self.factory = "app.web.app:create_app"
         self.proc = None
 
     def __enter__(self) -> LiveServer:
@@ -87,7 +88,7 @@ class LiveServer:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "app.web.app:create_app",
+                self.factory,
                 "--factory",
                 "--host",
                 "127.0.0.1",
@@ -121,6 +122,62 @@ class LiveServer:
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class WorkerProcess:
+    """`configurable-agents worker` in a subprocess, on `database_url`."""
+
+    def __init__(self, database_url: str, *, concurrency: int = 4):
+        self.database_url = database_url
+        self.concurrency = concurrency
+        self.proc = None
+
+    def __enter__(self) -> WorkerProcess:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        env = {**os.environ, "DATABASE_URL": self.database_url, "EXECUTION": "queue"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--concurrency", str(self.concurrency)],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # "worker ready" is printed once the worker has connected.
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        if "worker ready" not in line:
+            self.stop()
+            raise RuntimeError(f"the worker did not start: {line}")
+        import threading
+
+        # Keep reading what it logs, so that a full pipe never blocks it.
+        self.log: list[str] = []
+        threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return int(self.proc.pid)
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

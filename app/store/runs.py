@@ -379,32 +379,36 @@ class RunStore:
         Each update re-checks its condition, so a run whose heartbeat moves
         meanwhile is left alone.
         """
-        orphan = (WorkflowRun.heartbeat_at < stale_before) | WorkflowRun.heartbeat_at.is_null()
-        if dead_owners:
-            orphan = orphan | WorkflowRun.owner.is_in(list(dead_owners))
+        stale = (WorkflowRun.heartbeat_at < stale_before) | WorkflowRun.heartbeat_at.is_null()
+        groups = [
+            (WorkflowRun.owner == owner, f"the process that ran it ({owner}) stopped")
+            for owner in dead_owners
+        ]
+        groups.append((stale, "its process stopped sending heartbeats"))
         failed: list[str] = []
-        for status, when in (("pending", "before it started"), ("running", "while it ran")):
-            condition = (WorkflowRun.status == status) & orphan
-            if status == "pending":
-                # A pending run without an owner waits in the queue; the queue's
-                # reconciler looks after it, however long it waits.
-                condition = condition & WorkflowRun.owner.is_not_null()
-            rows = await (
-                WorkflowRun.update(
-                    {
-                        WorkflowRun.status: "failed",
-                        WorkflowRun.completed_at: self.clock(),
-                        WorkflowRun.error_type: "Interrupted",
-                        WorkflowRun.error_message: (
-                            f"interrupted {when}: the process that ran it stopped. Restart the run."
-                        ),
-                        WorkflowRun.current_node: None,
-                    }
+        for orphan, why in groups:
+            for status, when in (("pending", "before it started"), ("running", "while it ran")):
+                condition = (WorkflowRun.status == status) & orphan
+                if status == "pending":
+                    # A pending run without an owner waits in the queue; the queue's
+                    # reconciler looks after it, however long it waits.
+                    condition = condition & WorkflowRun.owner.is_not_null()
+                rows = await (
+                    WorkflowRun.update(
+                        {
+                            WorkflowRun.status: "failed",
+                            WorkflowRun.completed_at: self.clock(),
+                            WorkflowRun.error_type: "Interrupted",
+                            WorkflowRun.error_message: (
+                                f"interrupted {when}: {why}. Restart the run."
+                            ),
+                            WorkflowRun.current_node: None,
+                        }
+                    )
+                    .where(condition)
+                    .returning(WorkflowRun.id)
                 )
-                .where(condition)
-                .returning(WorkflowRun.id)
-            )
-            failed.extend(str(r["id"]) for r in rows)
+                failed.extend(str(r["id"]) for r in rows)
         for chunk in range(0, len(failed), 500):
             ids = [uuid.UUID(i) for i in failed[chunk : chunk + 500]]
             await StepRun.update({StepRun.status: "failed", StepRun.error: "interrupted"}).where(

@@ -1,0 +1,222 @@
+"""The scaled shape on PostgreSQL with real processes: two dashboards and two workers
+executing runs through procrastinate."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from factories import ECHO_SNAPSHOT, make_run
+from support import BACKEND, FROZEN_NOW, JSON, LiveServer, WorkerProcess
+
+from app.store.tables import StepRun, WorkflowRun
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(BACKEND != "postgres", reason="the queue mode needs PostgreSQL"),
+]
+
+SLOW_SNAPSHOT = {
+    **ECHO_SNAPSHOT,
+    "flow": {"name": "slow_echo"},
+    "nodes": [
+        {"id": "first", "prompt": "One {state.message}", "outputs": ["reply"]},
+        {"id": "second", "prompt": "Two {state.message}", "outputs": ["reply"]},
+    ],
+    "edges": [
+        {"from": "START", "to": "first"},
+        {"from": "first", "to": "second"},
+        {"from": "second", "to": "END"},
+    ],
+    "config": {"llm": {"provider": "mock", "model": "slow", "delay_seconds": 3}},
+}
+QUEUE_ENV = {"EXECUTION": "queue", "CA_RECOVERY_INTERVAL_SECONDS": "1"}
+
+
+@pytest.fixture(scope="module")
+def cluster(database_url: str) -> Iterator[tuple[list[LiveServer], list[WorkerProcess]]]:
+    with (
+        LiveServer(database_url, extra_env=QUEUE_ENV) as a,
+        LiveServer(database_url, extra_env=QUEUE_ENV) as b,
+        WorkerProcess(database_url) as w1,
+        WorkerProcess(database_url) as w2,
+    ):
+        yield [a, b], [w1, w2]
+
+
+async def _failed_runs(count: int, snapshot: dict = ECHO_SNAPSHOT, start: int = 1) -> list[str]:
+    return [
+        await make_run(
+            n,
+            created_at=FROZEN_NOW - timedelta(seconds=n),
+            status="failed",
+            snapshot=snapshot,
+            owner=None,
+        )
+        for n in range(start, start + count)
+    ]
+
+
+async def _wait_terminal(run_ids: list[str], timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await WorkflowRun.select(WorkflowRun.id, WorkflowRun.status).where(
+            WorkflowRun.id.is_in([uuid.UUID(r) for r in run_ids])
+        )
+        statuses = {str(r["id"]): r["status"] for r in rows}
+        if all(s in ("completed", "failed", "cancelled") for s in statuses.values()):
+            return statuses
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not terminal after {timeout} s: {Counter(statuses.values())}")
+        await asyncio.sleep(0.2)
+
+
+async def _restart(client: httpx.AsyncClient, server: LiveServer, run_id: str) -> httpx.Response:
+    return await client.post(f"{server.url}/workflows/{run_id}/restart", headers=JSON)
+
+
+async def test_200_restarts_over_two_dashboards_each_executed_exactly_once(
+    empty_db: str, cluster
+) -> None:
+    servers, _ = cluster
+    originals = await _failed_runs(200)
+    limit = asyncio.Semaphore(10)
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def one(run_id: str, server: LiveServer) -> httpx.Response:
+            async with limit:
+                return await _restart(client, server, run_id)
+
+        responses = await asyncio.gather(
+            *(one(r, s) for r, s in zip(originals, itertools.cycle(servers), strict=False))
+        )
+    assert Counter(r.status_code for r in responses) == {200: 200}
+    new_ids = [r.json()["run_id"] for r in responses]
+    statuses = await _wait_terminal(new_ids, timeout=60)
+    assert Counter(statuses.values()) == {"completed": 200}
+    steps = await StepRun.select(StepRun.run).where(
+        StepRun.run.is_in([uuid.UUID(r) for r in new_ids])
+    )
+    # The echo workflow has one node: one step row per run proves one execution each.
+    assert Counter(Counter(str(s["run"]) for s in steps).values()) == {1: 200}
+    assert await WorkflowRun.count().where(WorkflowRun.status.is_in(["pending", "running"])) == 0
+
+
+async def test_restart_storm_across_both_dashboards_creates_one_run(empty_db: str, cluster) -> None:
+    servers, _ = cluster
+    # Slow, so that the first restart is still active when the last request arrives.
+    [original] = await _failed_runs(1, SLOW_SNAPSHOT)
+    async with httpx.AsyncClient(timeout=30) as client:
+        responses = await asyncio.gather(
+            *(_restart(client, servers[i % 2], original) for i in range(40))
+        )
+    assert Counter(r.status_code for r in responses) == {200: 1, 400: 39}
+    assert await WorkflowRun.count().where(WorkflowRun.restarted_from == original) == 1
+
+
+async def _running_on_worker(run_id: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = (
+            await WorkflowRun.select(WorkflowRun.status, WorkflowRun.owner)
+            .where(WorkflowRun.id == uuid.UUID(run_id))
+            .first()
+        )
+        if row["status"] == "running" and row["owner"]:
+            return row["owner"]
+        assert time.monotonic() < deadline, row
+        await asyncio.sleep(0.1)
+
+
+async def test_sigkilled_worker_fails_its_run_and_the_other_worker_goes_on(
+    empty_db: str, cluster
+) -> None:
+    servers, workers = cluster
+    [slow] = await _failed_runs(1, SLOW_SNAPSHOT)
+    [quick, again] = await _failed_runs(2, start=10)
+    async with httpx.AsyncClient(timeout=30) as client:
+        new_id = (await _restart(client, servers[0], slow)).json()["run_id"]
+        owner = await _running_on_worker(new_id)
+        victim = next(w for w in workers if owner.endswith(f":{w.pid}"))
+        os.kill(victim.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        victim.proc.wait()  # reaped, as its parent would on a real machine
+        statuses = await _wait_terminal([new_id], timeout=30)
+        assert statuses[new_id] == "failed"
+        print(f"interrupted run detected {time.monotonic() - killed_at:.1f} s after SIGKILL")
+        assert time.monotonic() - killed_at < 30
+        body = (await client.get(f"{servers[1].url}/workflows/{new_id}", headers=JSON)).json()
+        assert body["error"]["type"] == "Interrupted"
+        assert str(victim.pid) in body["error"]["message"] or "worker" in body["error"]["message"]
+
+        other = (await _restart(client, servers[1], quick)).json()["run_id"]
+        assert (await _wait_terminal([other], timeout=20))[other] == "completed"
+        # The interrupted run itself restarts and completes on the surviving worker.
+        retry = await _restart(client, servers[0], new_id)
+        assert retry.status_code == 200
+    # Replace the killed worker for the tests that follow.
+    workers[workers.index(victim)] = WorkerProcess(victim.database_url).__enter__()
+    assert again
+
+
+async def test_a_run_whose_job_was_never_deferred_is_picked_up(
+    empty_db: str, database_url: str, cluster
+) -> None:
+    [original] = await _failed_runs(1)
+    dying = LiveServer(database_url, extra_env=QUEUE_ENV)
+    dying.factory = "tests.queue.dying_app:create_app"
+    with dying:
+        async with httpx.AsyncClient(timeout=10) as client:
+            with pytest.raises(httpx.HTTPError):
+                await _restart(client, dying, original)
+    rows = await WorkflowRun.select(WorkflowRun.id, WorkflowRun.status).where(
+        WorkflowRun.restarted_from == uuid.UUID(original)
+    )
+    assert [r["status"] for r in rows] == ["pending"]
+    started = time.monotonic()
+    statuses = await _wait_terminal([str(rows[0]["id"])], timeout=30)
+    assert list(statuses.values()) == ["completed"]
+    assert time.monotonic() - started < 30
+
+
+async def test_cancel_reaches_a_run_on_a_worker_within_2_s(empty_db: str, cluster) -> None:
+    servers, _ = cluster
+    [slow] = await _failed_runs(1, SLOW_SNAPSHOT)
+    async with httpx.AsyncClient(timeout=30) as client:
+        new_id = (await _restart(client, servers[0], slow)).json()["run_id"]
+        await _running_on_worker(new_id)
+        began = time.monotonic()
+        r = await client.post(f"{servers[1].url}/workflows/{new_id}/cancel", headers=JSON)
+        assert r.status_code == 200
+        statuses = await _wait_terminal([new_id], timeout=2)
+        assert statuses[new_id] == "cancelled"
+        assert time.monotonic() - began < 2
+        await asyncio.sleep(4)  # longer than a node: a second node must not have started
+    nodes = [
+        s["node_id"]
+        for s in await StepRun.select(StepRun.node_id).where(StepRun.run == uuid.UUID(new_id))
+    ]
+    assert nodes == ["first"]
+
+
+async def test_sigterm_lets_the_worker_finish_its_run(empty_db: str, cluster) -> None:
+    servers, workers = cluster
+    [slow] = await _failed_runs(1, SLOW_SNAPSHOT)
+    async with httpx.AsyncClient(timeout=30) as client:
+        new_id = (await _restart(client, servers[0], slow)).json()["run_id"]
+    owner = await _running_on_worker(new_id)
+    worker = next(w for w in workers if owner.endswith(f":{w.pid}"))
+    worker.proc.send_signal(signal.SIGTERM)
+    statuses = await _wait_terminal([new_id], timeout=30)
+    assert statuses[new_id] == "completed"
+    assert worker.proc.wait(timeout=30) == 0
+    workers[workers.index(worker)] = WorkerProcess(worker.database_url).__enter__()
