@@ -7,6 +7,7 @@ errors.py renders them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -64,40 +65,57 @@ def _filters(status: str | None, workflow: str | None, q: str | None) -> RunFilt
     return RunFilters(status=status, workflow=(workflow or "").strip() or None, id_prefix=q)
 
 
+@dataclass(frozen=True)
+class ListQuery:
+    """The run list's query parameters, checked."""
+
+    filters: RunFilters
+    cursor: Cursor | None
+    before: Cursor | None
+    limit: int
+
+
+def provide_list_query(
+    status: FromQuery[str | None] = None,
+    status_filter: FromQuery[str | None] = None,
+    workflow: FromQuery[str | None] = None,
+    q: FromQuery[str | None] = None,
+    cursor: FromQuery[str | None] = None,
+    before: FromQuery[str | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
+) -> ListQuery:
+    """`status` (alias `status_filter`), `workflow`, run-id prefix `q`; `cursor` pages to
+    older runs, `before` to newer ones; `limit` runs a page (at most 200)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    return ListQuery(
+        filters=_filters(status or status_filter, workflow, q),
+        cursor=_cursor(cursor, "cursor"),
+        before=_cursor(before, "before"),
+        limit=limit,
+    )
+
+
 class RunController(Controller):
     path = "/workflows"
     dependencies = {
         "runs": Provide(provide_runs, sync_to_thread=False),
         "store": Provide(provide_store, sync_to_thread=False),
+        "list_query": Provide(provide_list_query, sync_to_thread=False),
     }
 
     async def _page(
-        self,
-        request: Request[Any, Any, Any],
-        store: NamedDependency[RunStore],
-        *,
-        status: str | None,
-        workflow: str | None,
-        q: str | None,
-        cursor: str | None,
-        before: str | None,
-        limit: int,
-        partial: bool,
+        self, request: Request[Any, Any, Any], store: RunStore, query: ListQuery, *, partial: bool
     ) -> Response[Any]:
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-        filters = _filters(status, workflow, q)
-        page = await store.list_runs(
-            filters, _cursor(cursor, "cursor"), limit, before=_cursor(before, "before")
-        )
+        page = await store.list_runs(query.filters, query.cursor, query.limit, before=query.before)
         fmt = answer_format(request)
         if fmt == "json":
             inputs = await store.inputs_outputs([r.id for r in page.runs])
             return Response(page_json(page, inputs), media_type=MediaType.JSON)
         context = {
             "page": page,
-            "filters": filters,
-            "limit": limit,
+            "filters": query.filters,
+            "limit": query.limit,
             "now": request.app.state.clock(),
         }
         if fmt == "htmx" or partial:
@@ -115,52 +133,19 @@ class RunController(Controller):
         self,
         request: Request[Any, Any, Any],
         store: NamedDependency[RunStore],
-        status: FromQuery[str | None] = None,
-        status_filter: FromQuery[str | None] = None,
-        workflow: FromQuery[str | None] = None,
-        q: FromQuery[str | None] = None,
-        cursor: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int] = DEFAULT_LIMIT,
+        list_query: NamedDependency[ListQuery],
     ) -> Response[Any]:
-        """Runs filtered by `status` (alias `status_filter`), `workflow` and run-id prefix
-        `q`, paged by `cursor` (older) or `before` (newer)."""
-        return await self._page(
-            request,
-            store,
-            status=status or status_filter,
-            workflow=workflow,
-            q=q,
-            cursor=cursor,
-            before=before,
-            limit=limit,
-            partial=False,
-        )
+        """Runs newest first: the page, the table partial for htmx, or JSON."""
+        return await self._page(request, store, list_query, partial=False)
 
     @get("/table", name="runs:table", summary="The run table partial", responses=schemas.LIST)
     async def runs_table(
         self,
         request: Request[Any, Any, Any],
         store: NamedDependency[RunStore],
-        status: FromQuery[str | None] = None,
-        status_filter: FromQuery[str | None] = None,
-        workflow: FromQuery[str | None] = None,
-        q: FromQuery[str | None] = None,
-        cursor: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int] = DEFAULT_LIMIT,
+        list_query: NamedDependency[ListQuery],
     ) -> Response[Any]:
-        return await self._page(
-            request,
-            store,
-            status=status or status_filter,
-            workflow=workflow,
-            q=q,
-            cursor=cursor,
-            before=before,
-            limit=limit,
-            partial=True,
-        )
+        return await self._page(request, store, list_query, partial=True)
 
     @get(
         "/{run_id:str}",
