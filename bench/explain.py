@@ -122,11 +122,13 @@ async def explain(database_url: str, workflow: str = "code_reviewer") -> list[di
     engine = db.configure(url)
     await db.open_pool()
     captured: list[tuple[str, list[Any]]] = []
-    original = engine.run_querystring
+    # patched on the class: PostgresEngine instances do not take new attributes
+    engine_class = type(engine)
+    original = engine_class.run_querystring
 
-    async def recording(querystring: Any, in_pool: bool = True) -> Any:
+    async def recording(self: Any, querystring: Any, in_pool: bool = True) -> Any:
         captured.append(querystring.compile_string(engine_type=engine.engine_type))
-        return await original(querystring, in_pool=in_pool)
+        return await original(self, querystring, in_pool=in_pool)
 
     results = []
     try:
@@ -139,11 +141,11 @@ async def explain(database_url: str, workflow: str = "code_reviewer") -> list[di
                 await call()
                 times.append((time.perf_counter() - began) * 1000)
             captured.clear()
-            engine.run_querystring = recording  # type: ignore[method-assign]
+            engine_class.run_querystring = recording  # type: ignore[method-assign]
             try:
                 await call()
             finally:
-                engine.run_querystring = original  # type: ignore[method-assign]
+                engine_class.run_querystring = original  # type: ignore[method-assign]
             statements = []
             for sql, args in list(captured):
                 if url.startswith("sqlite:///"):
