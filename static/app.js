@@ -51,7 +51,8 @@
 
   function askConfirm(row, form) {
     closeConfirm(false);
-    const question = form.dataset.confirm || "Are you sure?";
+    const verb = form.querySelector('[data-action="cancel"]') ? "Cancel" : "Restart";
+    const question = `${verb} run ${row.dataset.runId.slice(0, 8)}?`;
     const bar = document.createElement("span");
     bar.className = "confirm";
     bar.setAttribute("role", "group");
@@ -182,7 +183,7 @@
     "submit",
     (event) => {
       const form = event.target;
-      if (!(form instanceof HTMLFormElement) || !form.dataset.confirm) return;
+      if (!(form instanceof HTMLFormElement) || !form.querySelector("[data-action]")) return;
       if (form.dataset.confirmed === "1") {
         delete form.dataset.confirmed;
         return;

@@ -61,26 +61,33 @@ class RestartResult:
 
 
 class _StoreRecorder:
-    """Reports the executor's steps to the store, and tells it when the run was cancelled."""
+    """Reports the executor's steps to the store, and tells it when the run was cancelled.
+
+    Three statements a node: the heartbeat-and-cancel check before it, then the step
+    row and the run's counters once it has finished.
+    """
 
     def __init__(self, store: RunStore, run_id: str, on_step: StepCallback | None):
         self.store = store
         self.run_id = run_id
         self.on_step = on_step
-        self._nodes: dict[str, str] = {}
+        self._steps: dict[str, tuple[str, int, int | None]] = {}
 
     async def step_started(self, node_id: str, order: int, item_index: int | None) -> str:
-        step_id = await self.store.step_started(self.run_id, node_id, order, item_index)
-        self._nodes[step_id] = node_id
+        step_id = f"{order}:{item_index}"
+        self._steps[step_id] = (node_id, order, item_index)
         await self._notify(node_id, "started", {"item_index": item_index})
         return step_id
 
     async def step_finished(self, step_id: str, **result: Any) -> None:
-        await self.store.step_finished(self.run_id, step_id, **result)
-        await self._notify(self._nodes.get(step_id, "?"), result["status"], result)
+        node_id, order, item_index = self._steps.pop(step_id)
+        await self.store.record_step(
+            self.run_id, node_id=node_id, order=order, item_index=item_index, **result
+        )
+        await self._notify(node_id, result["status"], {"item_index": item_index, **result})
 
-    async def should_stop(self) -> bool:
-        return await self.store.status_of(self.run_id) != "running"
+    async def should_stop(self, node_id: str | None = None) -> bool:
+        return not await self.store.touch(self.run_id, node_id)
 
     async def _notify(self, node_id: str, event: str, data: dict[str, Any]) -> None:
         if self.on_step is not None:
@@ -259,8 +266,11 @@ class RunService:
                 restarted_from=original.id,
             )
         except DuplicateActiveRestart:
+            current = await self.store.get_summary(original.id)
+            active = current.active_restart if current else None
+            where = f" as {active.short_id} ({active.status})" if active else ""
             raise RunNotRestartable(
-                f"run {original.short_id} is already restarting", run=original
+                f"run {original.short_id} is already restarting{where}", run=current or original
             ) from None
         return RestartResult(original=original, run_id=new_id, attempt=attempt)
 

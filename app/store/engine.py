@@ -47,6 +47,9 @@ class PooledSQLiteEngine(SQLiteEngine):
         await connection
         connection.row_factory = dict_factory  # type: ignore[assignment]
         await connection.execute("PRAGMA foreign_keys = 1")
+        # In WAL mode NORMAL keeps the database consistent after a crash and only
+        # fsyncs at checkpoints, not on every one of our many small commits.
+        await connection.execute("PRAGMA synchronous = NORMAL")
         return connection
 
     async def _run_in_new_connection(

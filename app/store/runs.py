@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from piccolo.columns.combination import WhereRaw
 from piccolo.querystring import QueryString
 
 from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
@@ -213,32 +214,25 @@ class RunStore:
             row["attempt"],
         )
 
-    async def step_started(
-        self, run_id: str, node_id: str, order: int, item_index: int | None = None
-    ) -> str:
-        step_id = uuid.uuid4()
-        now = self.clock()
-        await StepRun.insert(
-            StepRun(
-                id=step_id,
-                run=uuid.UUID(run_id),
-                node_id=node_id,
-                step_order=order,
-                item_index=item_index,
-                status="running",
-                started_at=now,
+    async def touch(self, run_id: str, node_id: str | None) -> bool:
+        """Note the node about to run and the heartbeat; False when the run is no longer
+        running (cancelled), so that the executor stops before the node."""
+        rows = await (
+            WorkflowRun.update(
+                {WorkflowRun.current_node: node_id, WorkflowRun.heartbeat_at: self.clock()}
             )
+            .where((WorkflowRun.id == uuid.UUID(run_id)) & (WorkflowRun.status == "running"))
+            .returning(WorkflowRun.id)
         )
-        await WorkflowRun.update(
-            {WorkflowRun.current_node: node_id, WorkflowRun.heartbeat_at: now}
-        ).where((WorkflowRun.id == uuid.UUID(run_id)) & (WorkflowRun.status == "running"))
-        return str(step_id)
+        return bool(rows)
 
-    async def step_finished(
+    async def record_step(
         self,
         run_id: str,
-        step_id: str,
         *,
+        node_id: str,
+        order: int,
+        item_index: int | None,
         status: str,
         started_at: datetime,
         output: Any = None,
@@ -247,18 +241,25 @@ class RunStore:
         cost_usd: float = 0.0,
         tries: int = 1,
     ) -> None:
+        """Write one finished node execution and add it to the run's counters."""
         now = self.clock()
-        await StepRun.update(
-            {
-                StepRun.status: status,
-                StepRun.completed_at: now,
-                StepRun.duration_ms: (now - started_at).total_seconds() * 1000,
-                StepRun.output: json.dumps(output) if output is not None else None,
-                StepRun.error: error,
-                StepRun.tokens: tokens,
-                StepRun.tries: tries,
-            }
-        ).where(StepRun.id == uuid.UUID(step_id))
+        await StepRun.insert(
+            StepRun(
+                id=uuid.uuid4(),
+                run=uuid.UUID(run_id),
+                node_id=node_id,
+                step_order=order,
+                item_index=item_index,
+                status=status,
+                started_at=started_at,
+                completed_at=now,
+                duration_ms=max((now - started_at).total_seconds() * 1000, 0.0),
+                output=json.dumps(output) if output is not None else None,
+                error=error,
+                tokens=tokens,
+                tries=tries,
+            )
+        )
         # Counters are updated in place so that concurrent fan-out steps never
         # lose each other's increments.
         await WorkflowRun.update(
@@ -298,11 +299,6 @@ class RunStore:
             )
             .returning(WorkflowRun.id)
         )
-        if rows and status == "failed":
-            # A step cut short by an unexpected error must not stay "running".
-            await StepRun.update({StepRun.status: "failed", StepRun.error: error_message}).where(
-                (StepRun.run == uuid.UUID(run_id)) & (StepRun.status == "running")
-            )
         return bool(rows)
 
     async def heartbeat(self, run_id: str) -> None:
@@ -355,10 +351,6 @@ class RunStore:
             )
             .returning(WorkflowRun.id)
         )
-        if rows:
-            await StepRun.update({StepRun.status: "failed", StepRun.error: "interrupted"}).where(
-                (StepRun.run == uuid.UUID(run_id)) & (StepRun.status == "running")
-            )
         return bool(rows)
 
     async def active_owners(self, prefix: str) -> list[str]:
@@ -379,7 +371,7 @@ class RunStore:
         Each update re-checks its condition, so a run whose heartbeat moves
         meanwhile is left alone.
         """
-        stale = (WorkflowRun.heartbeat_at < stale_before) | WorkflowRun.heartbeat_at.is_null()
+        stale = WorkflowRun.heartbeat_at < stale_before
         groups = [
             (WorkflowRun.owner == owner, f"the process that ran it ({owner}) stopped")
             for owner in dead_owners
@@ -409,11 +401,6 @@ class RunStore:
                     .returning(WorkflowRun.id)
                 )
                 failed.extend(str(r["id"]) for r in rows)
-        for chunk in range(0, len(failed), 500):
-            ids = [uuid.UUID(i) for i in failed[chunk : chunk + 500]]
-            await StepRun.update({StepRun.status: "failed", StepRun.error: "interrupted"}).where(
-                StepRun.run.is_in(ids) & (StepRun.status == "running")
-            )
         return failed
 
     # -- reading ---------------------------------------------------------------
@@ -499,9 +486,9 @@ class RunStore:
         )
         if detail_row is None:
             return None
-        summary = (await self._with_lineage([detail_row]))[0]
+        # No lineage here: the database refuses a second active restart by itself.
         inputs = _load(detail_row["inputs"])
-        return summary, _load(detail_row["config_snapshot"]), inputs
+        return _summary(detail_row), _load(detail_row["config_snapshot"]), inputs
 
     async def list_runs(
         self,
@@ -527,17 +514,15 @@ class RunStore:
                 return RunPage((), None, None, filters)
             conditions.append(WorkflowRun.id >= bounds[0])
             conditions.append(WorkflowRun.id <= bounds[1])
+        # Row-value comparisons are what both databases use as an index bound; the
+        # equivalent OR form makes them scan from the newest row down to the page.
         if cursor is not None:
-            cid = uuid.UUID(cursor.id)
             conditions.append(
-                (WorkflowRun.created_at < cursor.created_at)
-                | ((WorkflowRun.created_at == cursor.created_at) & (WorkflowRun.id < cid))
+                WhereRaw("(created_at, id) < ({}, {})", cursor.created_at, uuid.UUID(cursor.id))
             )
         elif before is not None:
-            bid = uuid.UUID(before.id)
             conditions.append(
-                (WorkflowRun.created_at > before.created_at)
-                | ((WorkflowRun.created_at == before.created_at) & (WorkflowRun.id > bid))
+                WhereRaw("(created_at, id) > ({}, {})", before.created_at, uuid.UUID(before.id))
             )
         for condition in conditions:
             query = query.where(condition)

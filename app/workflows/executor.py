@@ -56,8 +56,8 @@ class Recorder(Protocol):
         tries: int,
     ) -> None: ...
 
-    async def should_stop(self) -> bool:
-        """True when the run was cancelled: the executor stops before its next node."""
+    async def should_stop(self, node_id: str | None = None) -> bool:
+        """True when the run was cancelled: the executor stops before `node_id` runs."""
         ...
 
 
@@ -75,7 +75,7 @@ class MemoryRecorder:
     async def step_finished(self, step_id: str, **result: Any) -> None:
         self.steps[int(step_id)].update(result)
 
-    async def should_stop(self) -> bool:
+    async def should_stop(self, node_id: str | None = None) -> bool:
         return self.cancelled
 
 
@@ -179,7 +179,7 @@ class _Run:
                         current,
                     )
                 )
-            if await self.recorder.should_stop():
+            if await self.recorder.should_stop(current):
                 raise _Cancelled
             self.visits[current] = self.visits.get(current, 0) + 1
             outputs = await self._run_node(self.nodes[current], self.state)
@@ -225,7 +225,7 @@ class _Run:
         items = self.state.get(parallel.items_field) or []
         target = self.nodes[parallel.target_node]
         item_field = _item_field(parallel.items_field, self.spec.state.fields)
-        if await self.recorder.should_stop():
+        if await self.recorder.should_stop(target.id):
             raise _Cancelled
 
         limit = asyncio.Semaphore(FAN_OUT_LIMIT)

@@ -81,6 +81,8 @@ def test_migrate_creates_schema_and_is_idempotent(fresh_url: str) -> None:
         "workflow_run_restarted_from",
         "workflow_run_one_active_restart",
         "step_run_run_order",
+        "workflow_run_name_status_created",
+        "workflow_run_active_heartbeat",
     } <= indexes
 
     second = _cli("migrate", url=fresh_url)

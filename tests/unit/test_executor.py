@@ -474,7 +474,7 @@ async def test_default_retry_budget_is_three():
 class StopAfterFirstStep(MemoryRecorder):
     """A recorder whose run is cancelled once a step has finished."""
 
-    async def should_stop(self) -> bool:
+    async def should_stop(self, node_id: str | None = None) -> bool:
         return any("status" in step for step in self.steps)
 
 
