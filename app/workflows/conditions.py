@@ -37,6 +37,10 @@ _COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
 _LITERAL_WORDS = {"true": True, "false": False, "null": None, "none": None}
 
 
+MAX_LENGTH = 4000
+MAX_DEPTH = 200
+
+
 class ConditionError(ValueError):
     """A condition that cannot be parsed; the message says what and where (1-based column)."""
 
@@ -313,8 +317,31 @@ def parse_condition(text: str) -> Condition:
     stripped = text.strip()
     if stripped == "default":
         return Condition(text=text, is_default=True)
-    tree = _Parser(text).parse()
+    if len(text) > MAX_LENGTH:
+        raise ConditionError(
+            f"the condition is {len(text)} characters long; at most {MAX_LENGTH} are allowed",
+            text,
+            MAX_LENGTH,
+        )
+    try:
+        tree = _Parser(text).parse()
+    except RecursionError:
+        tree = None
+    if tree is None or _depth(tree) > MAX_DEPTH:
+        # Bounded depth keeps evaluation, which recurses, far from Python's limit.
+        raise ConditionError(f"the condition nests deeper than {MAX_DEPTH} levels", text, 0)
     return Condition(text=text, is_default=False, _tree=tree)
+
+
+def _depth(node: Any) -> int:
+    """Nesting depth of a parsed tree, without recursion."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(current, tuple):
+            stack.extend((child, depth + 1) for child in current if isinstance(child, tuple))
+    return deepest
 
 
 def _collect(node: tuple | None, found: set[tuple[str, ...]]) -> None:

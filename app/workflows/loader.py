@@ -91,8 +91,9 @@ class _Located:
 
 
 def _read_yaml(text: str, source: str) -> tuple[_Located, list[SpecIssue]]:
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
@@ -102,8 +103,17 @@ def _read_yaml(text: str, source: str) -> tuple[_Located, list[SpecIssue]]:
         raise SpecInvalid([SpecIssue(source, line, "", f"YAML syntax error: {detail}")]) from None
     except yaml.YAMLError as exc:
         raise SpecInvalid([SpecIssue(source, None, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise SpecInvalid([SpecIssue(source, None, "", "the YAML is nested too deeply")]) from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors let these through for values such as 2026-02-30 or
+        # an empty `!!int`.
+        raise SpecInvalid(
+            [SpecIssue(source, None, "", f"a YAML value cannot be read: {exc!r}")]
+        ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     lines: dict[Path_, int] = {(): 1}
     blocks: dict[Path_, int] = {}
@@ -633,7 +643,12 @@ def parse_workflow(text: str, source: str = "<string>") -> WorkflowSpec:
     line of each, taken from the YAML); never lets a parser or pydantic error escape.
     """
     located, issues = _read_yaml(text, source)
-    return _validate(located.data, located, issues)
+    try:
+        return _validate(located.data, located, issues)
+    except RecursionError:
+        raise SpecInvalid(
+            [SpecIssue(source, None, "", "the workflow is nested too deeply")]
+        ) from None
 
 
 def load_workflow(path: str | Path) -> WorkflowSpec:
@@ -658,7 +673,10 @@ def workflow_from_snapshot(data: dict[str, Any]) -> WorkflowSpec:
         raise SpecInvalid(
             [SpecIssue("<snapshot>", None, "", f"expected a mapping, got {describe_value(data)}")]
         )
-    return _validate(copy.deepcopy(data), located, [])
+    try:
+        return _validate(copy.deepcopy(data), located, [])
+    except RecursionError:
+        raise SpecInvalid([SpecIssue("<snapshot>", None, "", "nested too deeply")]) from None
 
 
 # ---------------------------------------------------------------- inputs

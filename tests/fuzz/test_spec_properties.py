@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 from fuzz_settings import bounded
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app.errors import InvalidInputs, SpecInvalid
@@ -97,22 +97,7 @@ def mutated_examples(draw: st.DrawFn) -> dict[str, Any]:
     return spec
 
 
-def pyyaml_crash(text: str) -> bool:
-    """True when PyYAML itself fails on `text` with something other than a marked YAML error:
-    a character it refuses (ReaderError, raised before parse_workflow's try) or a constructor
-    crash (`!!int ''`, `x: 2026-02-30`). parse_workflow lets these escape: the known bug
-    pinned by test_spec_regressions.py. The properties skip them to keep finding others."""
-    try:
-        yaml.safe_load(text)
-    except yaml.MarkedYAMLError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
 def _parse(text: str) -> None:
-    assume(not pyyaml_crash(text))
     try:
         parse_workflow(text)
     except SpecInvalid as exc:
