@@ -114,6 +114,11 @@ class RunService:
         # A run waiting for a queue worker belongs to no process yet; a run this
         # process will execute is its own from the start, so its death is noticed.
         self.creator = (owner or process_owner()) if executes_locally else None
+        # Runs this process is executing. A pending run of ours, not here and a few
+        # seconds old, lost its background task; `resume_own_pending` picks it up (the
+        # claim lets only one execution through should the task start after all).
+        self.inflight: set[str] = set()
+        self._resumed: set[asyncio.Task[Any]] = set()
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_after = timedelta(seconds=stale_after_seconds)
         self.owner = owner or process_owner()
@@ -162,6 +167,15 @@ class RunService:
         Whatever happens, the run does not stay `running`: an unexpected error
         fails it with that error's type and message.
         """
+        self.inflight.add(run_id)
+        try:
+            return await self._execute(run_id, on_step=on_step, owner=owner)
+        finally:
+            self.inflight.discard(run_id)
+
+    async def _execute(
+        self, run_id: str, *, on_step: StepCallback | None, owner: str | None
+    ) -> str | None:
         claimed = await self.store.claim(run_id, owner or self.owner)
         if claimed is None:
             return None
@@ -308,6 +322,26 @@ class RunService:
         return detail
 
     # -- recovery ----------------------------------------------------------------------
+
+    async def resume_own_pending(self, older_than_seconds: float = 5.0) -> list[str]:
+        """Execute this process's pending runs whose background task never ran.
+
+        Returns the runs resumed; they execute in tasks of their own.
+        """
+        if self.creator is None:
+            return []
+        before = self.store.clock() - timedelta(seconds=older_than_seconds)
+        resumed = [
+            run_id
+            for run_id in await self.store.pending_of(self.creator, created_before=before)
+            if run_id not in self.inflight
+        ]
+        for run_id in resumed:
+            self.inflight.add(run_id)
+            task = asyncio.create_task(self.execute_run(run_id))
+            self._resumed.add(task)
+            task.add_done_callback(self._resumed.discard)
+        return resumed
 
     async def recover_interrupted(self) -> list[str]:
         """Fail, as interrupted, the active runs whose process is gone.

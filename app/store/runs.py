@@ -353,6 +353,19 @@ class RunStore:
         )
         return bool(rows)
 
+    async def pending_of(self, owner: str, *, created_before: datetime) -> list[str]:
+        """Pending runs created by `owner` before the given time."""
+        rows = await (
+            WorkflowRun.select(WorkflowRun.id)
+            .where(
+                (WorkflowRun.status == "pending")
+                & (WorkflowRun.owner == owner)
+                & (WorkflowRun.created_at < created_before)
+            )
+            .limit(500)
+        )
+        return [str(r["id"]) for r in rows]
+
     async def active_owners(self, prefix: str) -> list[str]:
         """Distinct owners, starting with `prefix`, of runs that are pending or running."""
         rows = await (

@@ -121,6 +121,7 @@ async def _recover_periodically(service: RunService, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await service.recover_interrupted()
+            await service.resume_own_pending()
         except Exception:  # a failed sweep must not end the loop; the next one retries
             log.exception("recovering interrupted runs failed")
 

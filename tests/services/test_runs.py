@@ -251,3 +251,23 @@ async def test_run_killed_mid_execution_is_failed_as_interrupted_and_restartable
     assert summary.error_type == "Interrupted"
     restarted = await service().restart(run_id)
     assert restarted.attempt == 2
+
+
+async def test_a_pending_run_whose_background_task_never_ran_is_resumed(
+    empty_db: str, examples_dir: Path
+) -> None:
+    from support import FrozenClock
+
+    clock = FrozenClock(FROZEN_NOW)
+    runs = RunService(RunStore(clock=clock))
+    run_id = await runs.create_run(load_workflow(examples_dir / "echo.yaml"), {"message": "x"})
+    assert await runs.resume_own_pending() == []  # too young: its task may still start
+    clock.now = FROZEN_NOW + timedelta(seconds=10)
+    assert await runs.resume_own_pending() == [run_id]
+    deadline = time.monotonic() + 5
+    while (await runs.get_summary(run_id)).status != "completed":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    # Another process's pending runs are not ours to take.
+    other = RunService(RunStore(clock=clock), owner="elsewhere:1")
+    assert await other.resume_own_pending() == []
