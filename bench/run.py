@@ -576,7 +576,7 @@ def markdown(report: dict[str, Any]) -> str:
         for key in ("one_worker", "two_workers"):
             w = q[key]
             out.append(
-                f"| runs completed per second, {w['workers']} worker(s) × concurrency "
+                f"| runs completed per second, {w['workers']} worker(s), concurrency "
                 f"{w['concurrency_per_worker']} | {w['runs_per_second']} ({w['runs']} runs in "
                 f"{w['execution_seconds']} s; {w['outcome']}) |\n"
             )
