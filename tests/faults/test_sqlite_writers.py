@@ -79,10 +79,11 @@ async def test_two_hundred_concurrent_writers(empty_db: str) -> None:
     def increment(i: int) -> Writer:
         async def write(s: RunService) -> None:
             for k in range(STEPS_EACH):
-                step_id = await s.store.step_started(counter_run, f"node_{i}_{k}", i)
-                await s.store.step_finished(
+                await s.store.record_step(
                     counter_run,
-                    step_id,
+                    node_id=f"node_{i}_{k}",
+                    order=i,
+                    item_index=k,
                     status="completed",
                     started_at=started_at,
                     output={"i": i},
