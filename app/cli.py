@@ -20,6 +20,14 @@ def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _settings(**overrides: object) -> Settings:
+    """The settings, with a bad environment reported as a usage error, not a traceback."""
+    try:
+        return Settings.from_env(**overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 async def _open_store(settings: Settings):
     """Configure the database, migrate it, fail interrupted runs; returns the run service."""
     from app.services.runs import RunService
@@ -129,8 +137,10 @@ def run(file: str, pairs: tuple[str, ...], inputs_json: str | None) -> None:
         else:
             _echo_err(f"✗ {label}: {data.get('error') or event}")
 
+    settings = _settings()
+
     async def go():
-        service = await _open_store(Settings.from_env())
+        service = await _open_store(settings)
         try:
             return await service.run_workflow(spec, inputs, trigger="cli", on_step=progress)
         finally:
@@ -159,8 +169,10 @@ def run(file: str, pairs: tuple[str, ...], inputs_json: str | None) -> None:
 def migrate() -> None:
     from app.store import db
 
+    settings = _settings()
+
     async def go() -> str:
-        db.configure(Settings.from_env().database_url)
+        db.configure(settings.database_url)
         try:
             return await db.migrate()
         finally:
@@ -170,7 +182,7 @@ def migrate() -> None:
     applied = "no migrations needed" if "No migrations need" in report else "migrations applied"
     if "queue schema installed" in report:
         applied += " (and the queue's schema installed)"
-    click.echo(f"{applied}: {Settings.from_env().database_url.split('@')[-1]}")
+    click.echo(f"{applied}: {settings.database_url.split('@')[-1]}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -203,7 +215,7 @@ def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> 
 
     from app.web.app import create_app
 
-    settings = Settings.from_env(host=host, port=port)
+    settings = _settings(host=host, port=port)
     if not _is_loopback(host) and not settings.auth_enabled:
         if not allow_remote_without_auth:
             raise click.UsageError(
@@ -240,10 +252,7 @@ def worker(concurrency: int) -> None:
     from app.store import db
     from app.store.runs import RunStore
 
-    try:
-        settings = Settings.from_env(execution="queue")
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    settings = _settings(execution="queue")
 
     async def go() -> None:
         db.configure(settings.database_url)

@@ -100,3 +100,18 @@ def test_serve_refuses_a_non_loopback_host() -> None:
     result = cli("serve", "--host", "0.0.0.0", url="sqlite:///unused.db")
     assert result.returncode == 2
     assert "refusing to serve on 0.0.0.0 without authentication" in result.stderr
+
+
+def test_queue_mode_without_postgresql_is_a_clear_usage_error(tmp_path: Path) -> None:
+    env_url = f"sqlite:///{tmp_path / 'q.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "worker"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": env_url, "EXECUTION": "queue"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "EXECUTION=queue needs PostgreSQL" in result.stderr
+    assert "Traceback" not in result.stderr
