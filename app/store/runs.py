@@ -459,7 +459,8 @@ class RunStore:
         )
         if row is None:
             return None
-        summary = (await self._with_lineage([row]))[0]
+        children = await self._children([parsed])
+        summary = (await self._with_lineage([row], children))[0]
         steps = await (
             StepRun.select(
                 StepRun.node_id,
@@ -478,7 +479,6 @@ class RunStore:
             .order_by(StepRun.step_order)
             .order_by(StepRun.item_index)
         )
-        children = await self._children([parsed])
         child_rows = children.get(str(parsed), [])
         inputs = _load(row["inputs"])
         outputs = _load(row["outputs"])
@@ -618,9 +618,14 @@ class RunStore:
             grouped.setdefault(str(row["restarted_from"]), []).append(row)
         return grouped
 
-    async def _with_lineage(self, rows: Sequence[dict[str, Any]]) -> list[RunSummary]:
+    async def _with_lineage(
+        self,
+        rows: Sequence[dict[str, Any]],
+        children: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> list[RunSummary]:
         """Attach `restarted_as` and the active restart with one query for all rows."""
-        children = await self._children(r["id"] for r in rows)
+        if children is None:
+            children = await self._children(r["id"] for r in rows)
         result = []
         for row in rows:
             kids = children.get(str(row["id"]), [])

@@ -92,12 +92,11 @@ def _schema_shorthand(value: Any) -> Any:
     return value
 
 
-class FieldSpec(_Spec):
-    """A state field (or a nested key of an ``object`` field)."""
+class _Typed(_Spec):
+    """What a state field and an output schema field share: a type, a description and,
+    for ``object``, nested keys."""
 
     type: str
-    required: bool = False
-    default: Any = None
     description: str | None = None
     schema_: dict[str, FieldSpec] | None = Field(default=None, alias="schema")
 
@@ -112,6 +111,18 @@ class FieldSpec(_Spec):
     def _expand_schema(cls, value: Any) -> Any:
         return _schema_shorthand(value)
 
+    @property
+    def type_ref(self) -> TypeRef:
+        """The parsed type, with nested object keys from ``schema``."""
+        return type_of(self)
+
+
+class FieldSpec(_Typed):
+    """A state field (or a nested key of an ``object`` field)."""
+
+    required: bool = False
+    default: Any = None
+
     @model_validator(mode="after")
     def _consistent(self) -> FieldSpec:
         if self.required and self.default is not None:
@@ -119,11 +130,6 @@ class FieldSpec(_Spec):
         if self.schema_ is not None and not _takes_schema(self.type):
             raise ValueError(f"'schema' is only allowed for type object, not {self.type}")
         return self
-
-    @property
-    def type_ref(self) -> TypeRef:
-        """The parsed type, with nested object keys from ``schema``."""
-        return type_of(self)
 
 
 def _takes_schema(type_text: str) -> bool:
@@ -149,28 +155,10 @@ class StateSpec(_Spec):
         return value
 
 
-class OutputSchemaField(_Spec):
+class OutputSchemaField(_Typed):
     """One field of an ``object`` output schema."""
 
     name: str
-    type: str
-    description: str | None = None
-    schema_: dict[str, FieldSpec] | None = Field(default=None, alias="schema")
-
-    @field_validator("type")
-    @classmethod
-    def _type_parses(cls, value: str) -> str:
-        parse_type(value)
-        return value.strip()
-
-    @field_validator("schema_", mode="before")
-    @classmethod
-    def _expand_schema(cls, value: Any) -> Any:
-        return _schema_shorthand(value)
-
-    @property
-    def type_ref(self) -> TypeRef:
-        return type_of(self)
 
 
 class OutputSchema(_Spec):
