@@ -24,7 +24,6 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
-from markupsafe import Markup
 
 from app.services.demo import seed_demo
 from app.services.runs import RunService
@@ -61,22 +60,9 @@ def _csrf_token(request: Any) -> str:
     return str(request.session.get("csrf", "")) if "session" in request.scope else ""
 
 
-def _csrf_field(request: Any) -> Markup:
-    token = _csrf_token(request)
-    if not token:
-        return Markup("")
-    return Markup('<input type="hidden" name="_csrf" value="{}">').format(token)
-
-
 def _can_operate(request: Any) -> bool:
     # Read the scope directly: building request.state for every row shows in profiles.
     return request.scope.get("state", {}).get("role") == "operator"
-
-
-def _badge(status: str) -> Markup:
-    return Markup(
-        '<span class="badge badge-{0}"><span aria-hidden="true" class="dot"></span>{0}</span>'
-    ).format(status)
 
 
 def _signed_in(request: Any) -> bool:
@@ -94,10 +80,8 @@ def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     env.globals.update(
         url=build_url,
         csrf_token=_csrf_token,
-        csrf_field=_csrf_field,
         can_operate=_can_operate,
         signed_in=_signed_in,
-        badge=_badge,
     )
 
 
