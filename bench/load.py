@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ROOT", "Request", "Server", "Stats", "drive", "percentile"]
+__all__ = ["ROOT", "Request", "Server", "Stats", "Worker", "drive", "percentile"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,6 +211,61 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Worker:
+    """`configurable-agents worker` in a subprocess (EXECUTION=queue) on `database_url`.
+
+    Start several, then `wait_ready()` each, so that none runs alone while the others
+    boot; or use it as a context manager.
+    """
+
+    def __init__(self, database_url: str, concurrency: int = 4):
+        import threading
+
+        self.database_url = database_url
+        env = {**os.environ, "DATABASE_URL": database_url, "EXECUTION": "queue"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--concurrency", str(concurrency)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        self._threading = threading
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self) -> Worker:
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        if "worker ready" not in line:
+            self.stop()
+            raise RuntimeError(f"the worker did not start: {line}")
+        # Keep reading what it logs, so that a full pipe never blocks it.
+        stream = self.proc.stderr
+        self._threading.Thread(target=lambda: self.log.extend(stream), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM: the worker finishes what it runs (30 s grace), then exits."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Worker:
+        return self.wait_ready()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

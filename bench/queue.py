@@ -11,15 +11,12 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.load import ROOT, Request, Server, drive
+from bench.load import Request, Server, Worker, drive
 from bench.run import postgres_database, statuses
 
 SNAPSHOT: dict[str, Any] = {
@@ -71,35 +68,6 @@ async def seed_failed(url: str, count: int) -> list[str]:
         await WorkflowRun.insert(*rows[start : start + 500])
     await db.close()
     return [str(i) for i in ids]
-
-
-class Worker:
-    """`configurable-agents worker` in a subprocess; `wait_ready` returns once it is connected."""
-
-    def __init__(self, url: str, concurrency: int):
-        env = {**os.environ, "DATABASE_URL": url, "EXECUTION": "queue"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker", "--concurrency", str(concurrency)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def wait_ready(self) -> Worker:
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        if "worker ready" not in line:
-            raise RuntimeError(f"worker did not start: {line}")
-        return self
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 async def wait_all_ended(url: str, ids: list[str], timeout: float) -> tuple[float, dict[str, int]]:
