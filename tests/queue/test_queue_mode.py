@@ -44,13 +44,19 @@ QUEUE_ENV = {"EXECUTION": "queue", "CA_RECOVERY_INTERVAL_SECONDS": "1"}
 
 @pytest.fixture(scope="module")
 def cluster(database_url: str) -> Iterator[tuple[list[LiveServer], list[WorkerProcess]]]:
+    workers: list[WorkerProcess] = []
     with (
         LiveServer(database_url, extra_env=QUEUE_ENV) as a,
         LiveServer(database_url, extra_env=QUEUE_ENV) as b,
-        WorkerProcess(database_url) as w1,
-        WorkerProcess(database_url) as w2,
     ):
-        yield [a, b], [w1, w2]
+        try:
+            workers.extend(WorkerProcess(database_url).wait_ready() for _ in range(2))
+            yield [a, b], workers
+        finally:
+            # Tests replace workers they kill: stop whatever the list holds now, or a
+            # surviving worker would go on executing the pending runs of later tests.
+            for worker in workers:
+                worker.stop()
 
 
 async def _failed_runs(count: int, snapshot: dict = ECHO_SNAPSHOT, start: int = 1) -> list[str]:
