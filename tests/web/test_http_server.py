@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from factories import make_run
+from factories import ECHO_SNAPSHOT, make_run
 from support import FROZEN_NOW, JSON, LiveServer
 
 from app.store.tables import WorkflowRun
@@ -25,7 +25,12 @@ def server(database_url: str):
 async def test_many_simultaneous_restart_requests_create_exactly_one_run(
     empty_db: str, server: LiveServer
 ) -> None:
-    original = await make_run(1, created_at=FROZEN_NOW - timedelta(minutes=1), status="failed")
+    # The restarted run must outlast the burst: once it has ended, another restart is allowed
+    # (and would be correct), so a run that finished mid-burst would make the count timing-bound.
+    slow = {**ECHO_SNAPSHOT, "config": {"llm": {"provider": "mock", "delay_seconds": 1.5}}}
+    original = await make_run(
+        1, created_at=FROZEN_NOW - timedelta(minutes=1), status="failed", snapshot=slow
+    )
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         responses = await asyncio.gather(
             *(client.post(f"/workflows/{original}/restart", headers=JSON) for _ in range(30))
