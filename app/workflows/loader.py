@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 import math
 import types
@@ -668,11 +669,31 @@ def workflow_from_snapshot(data: dict[str, Any]) -> WorkflowSpec:
 
     Problems are reported with source ``<snapshot>`` and no line numbers.
     """
-    located = _Located("<snapshot>", data, {}, {})
     if not isinstance(data, dict):
         raise SpecInvalid(
             [SpecIssue("<snapshot>", None, "", f"expected a mapping, got {describe_value(data)}")]
         )
+    try:
+        text = json.dumps(data)
+    except (TypeError, ValueError, RecursionError):
+        return _spec_from_snapshot(data)
+    if len(text) > _CACHED_SNAPSHOT_CHARS:
+        return _spec_from_snapshot(data)
+    return _spec_from_snapshot_text(text)
+
+
+_CACHED_SNAPSHOT_CHARS = 64 * 1024  # the cache holds at most 256 of these
+
+
+@functools.lru_cache(maxsize=256)
+def _spec_from_snapshot_text(text: str) -> WorkflowSpec:
+    # A restart validates its snapshot and its execution validates it again, and most runs
+    # share a handful of snapshots; specs are frozen, so one validation serves them all.
+    return _spec_from_snapshot(json.loads(text))
+
+
+def _spec_from_snapshot(data: dict[str, Any]) -> WorkflowSpec:
+    located = _Located("<snapshot>", data, {}, {})
     try:
         return _validate(copy.deepcopy(data), located, [])
     except RecursionError:

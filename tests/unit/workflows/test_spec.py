@@ -148,6 +148,21 @@ def test_bad_snapshot_is_refused_without_lines() -> None:
         workflow_from_snapshot([])  # type: ignore[arg-type]
 
 
+def test_a_snapshot_seen_before_is_not_validated_again() -> None:
+    snapshot = parse_workflow(BASE).snapshot()
+    first = workflow_from_snapshot(json.loads(json.dumps(snapshot)))
+    assert workflow_from_snapshot(json.loads(json.dumps(snapshot))) is first
+    changed_prompt = json.loads(json.dumps(snapshot))
+    changed_prompt["nodes"][0]["prompt"] = "Something else: {state.topic}"
+    other = workflow_from_snapshot(changed_prompt)
+    assert other is not first and other.nodes[0].prompt.startswith("Something else")
+    # A refused snapshot is refused every time, not remembered as a spec.
+    snapshot["nodes"][0]["outputs"] = ["nope"]
+    for _ in range(2):
+        with pytest.raises(SpecInvalid):
+            workflow_from_snapshot(snapshot)
+
+
 def test_ignored_sections_are_listed() -> None:
     text = changed(
         "  execution: {timeout: 30, max_retries: 1}\n",
