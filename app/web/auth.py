@@ -116,7 +116,9 @@ async def authenticate(request: Request[Any, Any, Any], _: BaseRouteHandler) -> 
             await _check_csrf(request, str(request.session.get("csrf", "")))
 
 
-def requires_operator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def requires_operator(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     if getattr(connection.state, "role", None) != "operator":
         raise PermissionDeniedException(
             "this needs an operator token; a viewer token can only read"

@@ -55,7 +55,10 @@ MAX_QUERY_BYTES = 2048
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def request_limits(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+# async, like every guard here: Litestar runs a plain function guard in a worker thread.
+async def request_limits(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Refuse oversized requests before any work: a long query string or a large body."""
     query = connection.scope.get("query_string", b"")
     if len(query) > MAX_QUERY_BYTES:
