@@ -196,22 +196,14 @@ class RunStore:
     async def claim(self, run_id: str, owner: str) -> ClaimedRun | None:
         """Move a pending run to running for `owner`; None if it is not pending any more."""
         now = self.clock()
-        rows = await (
-            WorkflowRun.update(
-                {
-                    WorkflowRun.status: "running",
-                    WorkflowRun.started_at: now,
-                    WorkflowRun.owner: owner,
-                    WorkflowRun.heartbeat_at: now,
-                }
-            )
-            .where((WorkflowRun.id == uuid.UUID(run_id)) & (WorkflowRun.status == "pending"))
-            .returning(
-                WorkflowRun.id,
-                WorkflowRun.config_snapshot,
-                WorkflowRun.inputs,
-                WorkflowRun.attempt,
-            )
+        rows = await WorkflowRun.raw(
+            "UPDATE workflow_run SET status = 'running', started_at = {}, owner = {},"
+            " heartbeat_at = {} WHERE id = {} AND status = 'pending'"
+            " RETURNING id, config_snapshot, inputs, attempt",
+            now,
+            owner,
+            now,
+            uuid.UUID(run_id),
         )
         if not rows:
             return None
@@ -311,22 +303,17 @@ class RunStore:
         error_node: str | None = None,
     ) -> bool:
         """End a running run. False when it had already ended (cancelled meanwhile)."""
-        rows = await (
-            WorkflowRun.update(
-                {
-                    WorkflowRun.status: status,
-                    WorkflowRun.completed_at: self.clock(),
-                    WorkflowRun.outputs: json.dumps(outputs) if outputs is not None else None,
-                    WorkflowRun.error_type: error_type,
-                    WorkflowRun.error_message: error_message,
-                    WorkflowRun.error_node: error_node,
-                    WorkflowRun.current_node: None,
-                }
-            )
-            .where(
-                (WorkflowRun.id == uuid.UUID(run_id)) & WorkflowRun.status.is_in(ACTIVE_STATUSES)
-            )
-            .returning(WorkflowRun.id)
+        rows = await WorkflowRun.raw(
+            "UPDATE workflow_run SET status = {}, completed_at = {}, outputs = {},"
+            " error_type = {}, error_message = {}, error_node = {}, current_node = NULL"
+            " WHERE id = {} AND status IN ('pending', 'running') RETURNING id",
+            status,
+            self.clock(),
+            json.dumps(outputs) if outputs is not None else None,
+            error_type,
+            error_message,
+            error_node,
+            uuid.UUID(run_id),
         )
         return bool(rows)
 
