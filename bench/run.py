@@ -614,13 +614,15 @@ def targets_markdown(report: dict[str, Any]) -> str:
                 )
             )
         for name, share in (("table partial", 0.15), ("detail page", 0.25)):
-            ratio = max(_phase(big, name, c)["vs_ceiling"]["rps"] for c in (1, 10))
+            # The rate a request *reaches* is its best: at c1 the client's own round trip
+            # is part of every request, at c10 the server is saturated.
+            c1, c10 = (_phase(big, name, c)["vs_ceiling"]["rps"] for c in (1, 10))
             rows.append(
                 (
                     kind,
-                    f"{name} ≥ {share:.0%} of ceiling req/s at {n}",
-                    f"{ratio:.1%}",
-                    ratio >= share,
+                    f"{name} ≥ {share:.0%} of ceiling req/s at {n} (c1 / c10)",
+                    f"{c1:.1%} / {c10:.1%}",
+                    max(c1, c10) >= share,
                 )
             )
         c1 = _phase(big, "restart POST", 1)
