@@ -63,8 +63,11 @@ class RestartResult:
 class _StoreRecorder:
     """Reports the executor's steps to the store, and tells it when the run was cancelled.
 
-    Three statements a node: the heartbeat-and-cancel check before it, then the step
-    row and the run's counters once it has finished.
+    A step that finishes while no other step of the run is running is written with the
+    check before the next node (`advance`): one statement between two nodes on
+    PostgreSQL, two on SQLite. Steps of a fan-out that finish while others still run are
+    written at once, so that progress shows. `flush` writes what is left when the
+    executor returns.
     """
 
     def __init__(self, store: RunStore, run_id: str, on_step: StepCallback | None):
@@ -72,6 +75,7 @@ class _StoreRecorder:
         self.run_id = run_id
         self.on_step = on_step
         self._steps: dict[str, tuple[str, int, int | None]] = {}
+        self._finished: list[dict[str, Any]] = []
 
     async def step_started(self, node_id: str, order: int, item_index: int | None) -> str:
         step_id = f"{order}:{item_index}"
@@ -81,13 +85,26 @@ class _StoreRecorder:
 
     async def step_finished(self, step_id: str, **result: Any) -> None:
         node_id, order, item_index = self._steps.pop(step_id)
-        await self.store.record_step(
-            self.run_id, node_id=node_id, order=order, item_index=item_index, **result
+        self._finished.append(
+            {
+                "node_id": node_id,
+                "order": order,
+                "item_index": item_index,
+                "completed_at": self.store.clock(),
+                **result,
+            }
         )
+        if self._steps:
+            await self.flush()
         await self._notify(node_id, result["status"], {"item_index": item_index, **result})
 
     async def should_stop(self, node_id: str | None = None) -> bool:
-        return not await self.store.touch(self.run_id, node_id)
+        steps, self._finished = self._finished, []
+        return not await self.store.advance(self.run_id, steps, node_id)
+
+    async def flush(self) -> None:
+        steps, self._finished = self._finished, []
+        await self.store.record_steps(self.run_id, steps)
 
     async def _notify(self, node_id: str, event: str, data: dict[str, Any]) -> None:
         if self.on_step is not None:
@@ -180,6 +197,7 @@ class RunService:
         if claimed is None:
             return None
         heartbeat = asyncio.create_task(self._heartbeat(run_id))
+        recorder = _StoreRecorder(self.store, run_id, on_step)
         try:
             try:
                 spec = workflow_from_snapshot(claimed.snapshot)
@@ -192,12 +210,8 @@ class RunService:
                     error_message=f"the stored workflow snapshot is no longer valid: {exc}",
                 )
                 return "failed"
-            result = await execute(
-                spec,
-                state,
-                attempt=claimed.attempt,
-                recorder=_StoreRecorder(self.store, run_id, on_step),
-            )
+            result = await execute(spec, state, attempt=claimed.attempt, recorder=recorder)
+            await recorder.flush()
             if result.status == "cancelled":
                 return "cancelled"
             error = result.error
@@ -211,19 +225,23 @@ class RunService:
             )
             return result.status if finished else await self.store.status_of(run_id)
         except BaseException as exc:
-            await asyncio.shield(
-                self.store.finish(
-                    run_id,
-                    status="failed",
-                    error_type=type(exc).__name__,
-                    error_message=f"the executor stopped unexpectedly: {exc!r}",
-                )
-            )
+            await asyncio.shield(self._fail(run_id, recorder, exc))
             raise
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+
+    async def _fail(self, run_id: str, recorder: _StoreRecorder, exc: BaseException) -> None:
+        # The steps that did finish are kept, if the database still answers.
+        with contextlib.suppress(Exception):
+            await recorder.flush()
+        await self.store.finish(
+            run_id,
+            status="failed",
+            error_type=type(exc).__name__,
+            error_message=f"the executor stopped unexpectedly: {exc!r}",
+        )
 
     async def _heartbeat(self, run_id: str) -> None:
         while True:

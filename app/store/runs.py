@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,11 +44,34 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _insert(table: str, values: dict[str, Any]) -> str:
-    """An INSERT for `values` (bound in order) on the hot paths: Piccolo's row objects and
-    query builder cost several times the statement itself."""
-    columns = ", ".join(f'"{name}"' for name in values)
-    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join('{}' for _ in values)})"
+def _insert(table: str, rows: Sequence[dict[str, Any]]) -> str:
+    """An INSERT of `rows` (bound row by row, in order) for the hot paths: Piccolo's row
+    objects and query builder cost several times the statement itself."""
+    columns = ", ".join(f'"{name}"' for name in rows[0])
+    values = ", ".join("(" + ", ".join("{}" for _ in row) + ")" for row in rows)
+    return f"INSERT INTO {table} ({columns}) VALUES {values}"
+
+
+def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, Any]:
+    """A step_run row from what the executor reports; it ended at `completed_at`, or now."""
+    started_at = step["started_at"]
+    completed_at = step.get("completed_at") or now
+    output = step.get("output")
+    return {
+        "id": uuid.uuid4(),
+        "run": uuid.UUID(run_id),
+        "node_id": step["node_id"],
+        "step_order": step["order"],
+        "item_index": step.get("item_index"),
+        "status": step["status"],
+        "started_at": started_at,
+        "completed_at": completed_at,
+        "duration_ms": max((completed_at - started_at).total_seconds() * 1000, 0.0),
+        "output": json.dumps(output) if output is not None else None,
+        "error": step.get("error"),
+        "tokens": step.get("tokens", 0),
+        "tries": step.get("tries", 1),
+    }
 
 
 def _is_postgres() -> bool:
@@ -180,7 +203,7 @@ class RunStore:
             "heartbeat_at": now,
         }
         try:
-            await WorkflowRun.raw(_insert("workflow_run", values), *values.values())
+            await WorkflowRun.raw(_insert("workflow_run", [values]), *values.values())
         except Exception as exc:
             if restarted_from and _is_unique_violation(exc):
                 raise DuplicateActiveRestart(restarted_from) from exc
@@ -216,67 +239,73 @@ class RunStore:
             row["attempt"],
         )
 
-    async def touch(self, run_id: str, node_id: str | None) -> bool:
-        """Note the node about to run and the heartbeat; False when the run is no longer
-        running (cancelled), so that the executor stops before the node."""
-        rows = await WorkflowRun.raw(
-            "UPDATE workflow_run SET current_node = {}, heartbeat_at = {}"
-            " WHERE id = {} AND status = 'running'" + self._progress_commit() + " RETURNING id",
-            node_id,
-            self.clock(),
-            uuid.UUID(run_id),
-        )
-        return bool(rows)
+    async def advance(
+        self, run_id: str, steps: Sequence[Mapping[str, Any]], node_id: str | None
+    ) -> bool:
+        """Write the steps that finished since the last call and note `node_id` as the
+        node about to run, with the heartbeat. False when the run is no longer running
+        (cancelled), so that the executor stops before the node.
 
-    async def record_step(
+        One statement on PostgreSQL, two on SQLite: the executor's only writes between
+        two nodes.
+        """
+        return await self._progress(run_id, steps, set_node=True, node_id=node_id)
+
+    async def record_steps(self, run_id: str, steps: Sequence[Mapping[str, Any]]) -> None:
+        """Write finished node executions and add them to the run's counters."""
+        if steps:
+            await self._progress(run_id, steps, set_node=False)
+
+    async def record_step(self, run_id: str, **step: Any) -> None:
+        await self.record_steps(run_id, [step])
+
+    async def _progress(
         self,
         run_id: str,
+        steps: Sequence[Mapping[str, Any]],
         *,
-        node_id: str,
-        order: int,
-        item_index: int | None,
-        status: str,
-        started_at: datetime,
-        output: Any = None,
-        error: str | None = None,
-        tokens: int = 0,
-        cost_usd: float = 0.0,
-        tries: int = 1,
-    ) -> None:
-        """Write one finished node execution and add it to the run's counters."""
+        set_node: bool,
+        node_id: str | None = None,
+    ) -> bool:
         now = self.clock()
-        values = {
-            "id": uuid.uuid4(),
-            "run": uuid.UUID(run_id),
-            "node_id": node_id,
-            "step_order": order,
-            "item_index": item_index,
-            "status": status,
-            "started_at": started_at,
-            "completed_at": now,
-            "duration_ms": max((now - started_at).total_seconds() * 1000, 0.0),
-            "output": json.dumps(output) if output is not None else None,
-            "error": error,
-            "tokens": tokens,
-            "tries": tries,
-        }
-        insert = _insert("step_run", values)
+        rows = [_step_row(run_id, now, step) for step in steps]
         # Counters are updated in place so that concurrent fan-out steps never lose each
         # other's increments.
-        counters = (
-            "UPDATE workflow_run SET steps_done = steps_done + 1,"
-            " total_tokens = total_tokens + {}, total_cost_usd = total_cost_usd + {},"
-            " heartbeat_at = {} WHERE id = {}" + self._progress_commit()
+        assignments = [
+            "heartbeat_at = {}",
+            "steps_done = steps_done + {}",
+            "total_tokens = total_tokens + {}",
+            "total_cost_usd = total_cost_usd + {}",
+        ]
+        args: list[Any] = [
+            now,
+            len(rows),
+            sum(row["tokens"] for row in rows),
+            float(sum(step.get("cost_usd", 0.0) for step in steps)),
+        ]
+        if set_node:
+            # A cancelled or finished run keeps the node it showed.
+            assignments.append(
+                "current_node = CASE WHEN status = 'running' THEN {} ELSE current_node END"
+            )
+            args.append(node_id)
+        update = (
+            f"UPDATE workflow_run SET {', '.join(assignments)} WHERE id = {{}}"
+            + self._progress_commit()
+            + " RETURNING status"
         )
-        counter_args = (tokens, float(cost_usd), now, uuid.UUID(run_id))
-        if _is_postgres():
+        args.append(uuid.UUID(run_id))
+        step_args = [value for row in rows for value in row.values()]
+        if rows and _is_postgres():
             # One statement, so one commit.
-            await WorkflowRun.raw(
-                f"WITH step AS ({insert}) {counters}", *values.values(), *counter_args
+            result = await WorkflowRun.raw(
+                f"WITH step AS ({_insert('step_run', rows)}) {update}", *step_args, *args
             )
         else:
-            await WorkflowRun.raw(insert, *values.values())
-            await WorkflowRun.raw(counters, *counter_args)
+            if rows:
+                await WorkflowRun.raw(_insert("step_run", rows), *step_args)
+            result = await WorkflowRun.raw(update, *args)
+        return bool(result) and result[0]["status"] == "running"
 
     @staticmethod
     def _progress_commit() -> str:
