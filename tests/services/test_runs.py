@@ -22,7 +22,7 @@ from app.errors import (
     RunNotRestartable,
     SnapshotUnusable,
 )
-from app.services.runs import RunService
+from app.services.runs import RunService, _StoreRecorder
 from app.store.runs import RunStore
 from app.store.tables import StepRun, WorkflowRun
 from app.workflows.loader import load_workflow
@@ -193,6 +193,31 @@ async def test_executor_crash_does_not_leave_the_run_running(empty_db: str) -> N
     summary = await service().get_summary(run_id)
     assert summary.status == "failed"
     assert summary.error_type == "SnapshotUnusable"
+
+
+async def test_an_unexpected_error_between_nodes_keeps_the_finished_steps(
+    empty_db: str, examples_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last finished step waits to be written with the check before the next node; an
+    error at that point must not lose it."""
+    real = _StoreRecorder.should_stop
+
+    async def broken_before_write(self: _StoreRecorder, node_id: str | None = None) -> bool:
+        if node_id == "write":
+            raise RuntimeError("boom between nodes")
+        return await real(self, node_id)
+
+    monkeypatch.setattr(_StoreRecorder, "should_stop", broken_before_write)
+    runs = service()
+    run_id = await runs.create_run(
+        load_workflow(examples_dir / "article_writer.yaml"), {"topic": "t"}
+    )
+    with pytest.raises(RuntimeError):
+        await runs.execute_run(run_id)
+    detail = await runs.get_detail(run_id)
+    assert detail.summary.status == "failed" and detail.summary.error_type == "RuntimeError"
+    assert [s.node_id for s in detail.steps] == ["research"]
+    assert detail.summary.steps_done == 1
 
 
 async def test_stale_heartbeat_from_another_host_is_interrupted(empty_db: str) -> None:
