@@ -143,6 +143,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def restart_each(
+    base_url: str, run_ids: Sequence[str], *, concurrency: int, max_seconds: float
+) -> tuple[Stats, list[str]]:
+    """POST a restart of each run once (as a JSON client), `concurrency` at a time; the
+    stats and the ids of the runs the restarts created."""
+    created: list[str] = []
+
+    def keep(_: Request, response: httpx.Response) -> None:
+        if response.status_code == 200:
+            created.append(response.json()["run_id"])
+
+    requests = [
+        Request("POST", f"/workflows/{r}/restart", {"Accept": "application/json"}) for r in run_ids
+    ]
+    stats = asyncio.run(
+        drive(
+            base_url,
+            requests,
+            concurrency=concurrency,
+            max_requests=len(requests),
+            max_seconds=max_seconds,
+            warmup=0,
+            cycle=False,
+            on_response=keep,
+        )
+    )
+    return stats, created
+
+
 class Server:
     """`uvicorn <factory> --factory`, one worker, in a subprocess on a free loopback port."""
 

@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.load import Request, Server, Worker, drive
+from bench.load import Server, Worker, restart_each
 from bench.run import postgres_database, statuses
 
 SNAPSHOT: dict[str, Any] = {
@@ -40,7 +40,6 @@ SNAPSHOT: dict[str, Any] = {
     ],
     "config": {"llm": {"provider": "mock", "model": "bench", "delay_seconds": 0.05}},
 }
-JSON = {"Accept": "application/json"}
 
 
 async def seed_failed(url: str, count: int) -> list[str]:
@@ -84,29 +83,6 @@ async def wait_all_ended(url: str, ids: list[str], timeout: float) -> tuple[floa
         await asyncio.sleep(0.1)
 
 
-def restart_all(server: Server, run_ids: list[str], concurrency: int) -> tuple[Any, list[str]]:
-    created: list[str] = []
-
-    def keep(_: Request, response: Any) -> None:
-        if response.status_code == 200:
-            created.append(response.json()["run_id"])
-
-    requests = [Request("POST", f"/workflows/{r}/restart", JSON) for r in run_ids]
-    stats = asyncio.run(
-        drive(
-            server.url,
-            requests,
-            concurrency=concurrency,
-            max_requests=len(requests),
-            max_seconds=60,
-            warmup=0,
-            cycle=False,
-            on_response=keep,
-        )
-    )
-    return stats, created
-
-
 async def execution_span(url: str, ids: list[str]) -> float:
     """Seconds from the first run's start to the last run's end, as the database saw them:
     worker start-up and polling here do not count."""
@@ -126,7 +102,7 @@ async def execution_span(url: str, ids: list[str]) -> float:
 
 def throughput(server: Server, url: str, run_ids: list[str], workers: int) -> dict[str, Any]:
     """Queue every run first, then start the workers and wait until all have ended."""
-    stats, created = restart_all(server, run_ids, 10)
+    stats, created = restart_each(server.url, run_ids, concurrency=10, max_seconds=60)
     # Started together, so that one does not run alone while the other boots.
     started = [Worker(url, 4) for _ in range(workers)]
     for worker in started:
@@ -160,7 +136,9 @@ def run(runs: int = 200) -> dict[str, Any]:
             for worker in live:
                 worker.wait_ready()
             try:
-                stats, created = restart_all(server, ids[2 * runs :], 10)
+                stats, created = restart_each(
+                    server.url, ids[2 * runs :], concurrency=10, max_seconds=60
+                )
                 _, outcome = asyncio.run(wait_all_ended(url, created, timeout=300))
             finally:
                 for worker in live:

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 import httpx
 
-from bench.load import ROOT, Request, Server, Stats, drive
+from bench.load import ROOT, Request, Server, Stats, drive, restart_each
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -231,24 +231,8 @@ def measure(server: Server, requests: list[Request], concurrency: int, limits: L
 def restarts(
     server: Server, url: str, ids: list[str], concurrency: int, limits: Limits
 ) -> tuple[Stats, dict[str, Any]]:
-    created: list[str] = []
-
-    def on_response(req: Request, response: httpx.Response) -> None:
-        if response.status_code == 200:
-            created.append(response.json()["run_id"])
-
-    requests = [Request("POST", f"/workflows/{i}/restart", JSON) for i in ids]
-    stats = asyncio.run(
-        drive(
-            server.url,
-            requests,
-            concurrency=concurrency,
-            max_requests=len(requests),
-            max_seconds=max(limits.max_seconds, 10.0),
-            warmup=0,
-            cycle=False,
-            on_response=on_response,
-        )
+    stats, created = restart_each(
+        server.url, ids, concurrency=concurrency, max_seconds=max(limits.max_seconds, 10.0)
     )
     began = time.perf_counter()
     deadline = began + 120
