@@ -74,6 +74,9 @@ def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, 
     }
 
 
+_ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+
+
 def _is_postgres() -> bool:
     return WorkflowRun._meta.db.engine_type == "postgres"
 
@@ -335,7 +338,7 @@ class RunStore:
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = {}, completed_at = {}, outputs = {},"
             " error_type = {}, error_message = {}, error_node = {}, current_node = NULL"
-            " WHERE id = {} AND status IN ('pending', 'running') RETURNING id",
+            f" WHERE id = {{}} AND status IN ({_ACTIVE}) RETURNING id",
             status,
             self.clock(),
             json.dumps(outputs) if outputs is not None else None,
