@@ -29,21 +29,17 @@ def _settings(**overrides: object) -> Settings:
 
 
 async def _open_store(settings: Settings):
-    """Configure the database, migrate it, fail interrupted runs; returns the run service."""
-    from app.services.runs import RunService
+    """Configure the database, migrate it, register this process and fail runs of
+    processes that died; returns the services."""
+    from app.services.wiring import build_services
     from app.store import db
-    from app.store.runs import RunStore
 
     db.configure(settings.database_url)
     await db.migrate()
-    service = RunService(
-        RunStore(),
-        heartbeat_seconds=settings.heartbeat_seconds,
-        stale_after_seconds=settings.stale_after_seconds,
-        max_inputs_bytes=settings.max_inputs_bytes,
-    )
-    await service.recover_interrupted()
-    return service
+    services = build_services(settings, kind="cli")
+    await services.supervisor.start()
+    await services.supervisor.recover()
+    return services
 
 
 @click.group(
@@ -140,12 +136,15 @@ def run(file: str, pairs: tuple[str, ...], inputs_json: str | None) -> None:
     settings = _settings()
 
     async def go():
-        service = await _open_store(settings)
-        try:
-            return await service.run_workflow(spec, inputs, trigger="cli", on_step=progress)
-        finally:
-            from app.store import db
+        from app.store import db
 
+        services = None
+        try:
+            services = await _open_store(settings)
+            return await services.runs.run_workflow(spec, inputs, trigger="cli", on_step=progress)
+        finally:
+            if services is not None:
+                await services.supervisor.stop()
             await db.close()
 
     try:
@@ -231,13 +230,23 @@ def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> 
         f"Dashboard on http://{host}:{port}/workflows (database: "
         f"{settings.database_url.split('@')[-1]})"
     )
-    uvicorn.run(application, host=host, port=port, log_level="warning", lifespan="on")
+    # On SIGTERM runs drain for the grace period (then hand themselves back); uvicorn
+    # must not wait for them, or for open streams, any longer than that.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.grace_seconds) + 5,
+    )
 
 
 @main.command(
     help="Execute queued runs (EXECUTION=queue, PostgreSQL). Run as many as you like, on "
-    "any machines that reach the database. SIGTERM finishes the current runs (up to 30 s), "
-    "then stops."
+    "any machines that reach the database. SIGTERM stops taking runs, lets running runs "
+    "reach their next node (up to CA_GRACE_SECONDS, default 30), queues what is left "
+    "again for another worker, then stops."
 )
 @click.option(
     "--concurrency",
@@ -247,10 +256,9 @@ def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> 
     help="Runs executed at once by this worker.",
 )
 def worker(concurrency: int) -> None:
-    from app.services.queue import build_queue_app, worker_options
-    from app.services.runs import RunService
+    from app.services.queue import run_worker
+    from app.services.wiring import build_services
     from app.store import db
-    from app.store.runs import RunStore
 
     settings = _settings(execution="queue")
 
@@ -258,24 +266,17 @@ def worker(concurrency: int) -> None:
         db.configure(settings.database_url)
         await db.migrate()
         await db.open_pool(max_size=concurrency + 2)
-        runs = RunService(
-            RunStore(),
-            heartbeat_seconds=settings.heartbeat_seconds,
-            stale_after_seconds=settings.stale_after_seconds,
-            max_inputs_bytes=settings.max_inputs_bytes,
-            executes_locally=False,
-        )
-        queue_app = build_queue_app(settings.database_url, pool_max=concurrency + 2)
+        services = build_services(settings, kind="worker", queue_pool_max=concurrency + 2)
         try:
-            async with queue_app.open_async():
-                _echo_err(
-                    f"worker ready: concurrency {concurrency}, database "
-                    f"{settings.database_url.split('@')[-1]}"
-                )
-                await queue_app.run_worker_async(
-                    queues=["runs", "maintenance"],
-                    additional_context={"runs": runs},
-                    **worker_options(concurrency),
+            async with services.queue_app.open_async():
+                await run_worker(
+                    services.queue_app,
+                    services.runs,
+                    concurrency=concurrency,
+                    ready=lambda: _echo_err(
+                        f"worker ready: {services.supervisor.describe()}, concurrency "
+                        f"{concurrency}, database {settings.database_url.split('@')[-1]}"
+                    ),
                 )
         finally:
             await db.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AlreadyRestarted",
     "AppError",
     "InputsTooLarge",
     "InvalidInputs",
@@ -43,6 +44,8 @@ class AppError(Exception):
         # The run the error is about, when known, so that the dashboard can show
         # the error inside that run's row and keep the row usable.
         self.run = run
+        # More machine-readable fields of the JSON error body.
+        self.extra: dict[str, object] = {}
         if code is not None:
             self.code = code
         if status is not None:
@@ -100,11 +103,22 @@ class RunNotFound(AppError):
 
 
 class RunNotRestartable(AppError):
-    """The run is pending or running, or a restart of it is already pending or running."""
+    """The run is pending or running."""
 
     status = 400
     code = "invalid_state"
     title = "Cannot restart"
+
+
+class AlreadyRestarted(RunNotRestartable):
+    """The run was restarted before: a run is restarted once, and "run it again" means
+    restarting the latest attempt of its chain."""
+
+    code = "already_restarted"
+
+    def __init__(self, message: str, *, run: object, restarted_as: str, latest_attempt: str):
+        super().__init__(message, run=run)
+        self.extra = {"restarted_as": restarted_as, "latest_attempt": latest_attempt}
 
 
 class RunNotCancellable(AppError):

@@ -77,11 +77,15 @@ class Settings:
     database_url: str = field(default_factory=lambda: normalise_database_url(None))
     host: str = "127.0.0.1"
     port: int = 8000
-    # How long a running run may go without a heartbeat before another process
-    # may declare it interrupted; the owning host can tell sooner by its pid.
+    # How long a process may go without a heartbeat (in the database's time) before
+    # another declares its runs interrupted; one on the same kernel and in the same
+    # PID namespace can tell sooner by its pid.
     heartbeat_seconds: float = 2.0
-    stale_after_seconds: float = 30.0
+    stale_after_seconds: float = 20.0
     recovery_interval_seconds: float = 5.0
+    # On SIGTERM, how long running runs get to reach their next node before they are
+    # handed back to another process.
+    grace_seconds: float = 30.0
     # Signs session cookies. Without it a random one is made per process, so
     # sessions end with the process and several dashboards cannot share them.
     secret: str = ""
@@ -104,6 +108,7 @@ class Settings:
         for name, key in (
             ("stale_after_seconds", "CA_STALE_AFTER_SECONDS"),
             ("recovery_interval_seconds", "CA_RECOVERY_INTERVAL_SECONDS"),
+            ("grace_seconds", "CA_GRACE_SECONDS"),
         ):
             if env.get(key):
                 try:

@@ -19,12 +19,9 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["explain"]
-
-LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _is_select(sql: str) -> bool:
@@ -59,10 +56,11 @@ async def _scenarios(store: Any, workflow: str) -> list[tuple[str, Callable[[], 
         ("get_detail (a restarted run)", lambda: store.get_detail(parent.id)),
         ("get_summary (a restart)", lambda: store.get_summary(with_parent.id)),
         ("inputs_outputs (JSON list)", lambda: store.inputs_outputs(ids)),
+        ("recovery sweep: owners of active runs whose process stopped", store.owners_gone),
         (
-            "recovery sweep read (interrupt_orphans)",
-            # a cut-off long past: the statements run, and change nothing
-            lambda: store.interrupt_orphans(dead_owners=[], stale_before=LONG_AGO),
+            "recovery sweep: runs of unknown owners",
+            # a stale window long past: the statement runs, and changes nothing
+            lambda: store.interrupt_unknown_owners(10**9),
         ),
     ]
 

@@ -259,16 +259,16 @@ def restarts(
 async def executor_overhead(url: str, runs: int) -> dict[str, Any]:
     """ms per node of a 3-node mock workflow without delay, in process, step rows included;
     a 1-node workflow gives the fixed cost of a run, so the marginal cost of a node too."""
-    from app.services.runs import RunService
+    from app.services.wiring import build_services
+    from app.settings import Settings
     from app.store import db
-    from app.store.runs import RunStore
     from app.workflows.loader import load_workflow, parse_workflow
     from bench.seed import workflow_yaml
 
     db.configure(url)
     await db.open_pool()
     try:
-        service = RunService(RunStore())
+        service = build_services(Settings(database_url=url), kind="cli").runs
         three = parse_workflow(workflow_yaml("executor_bench"))
         one = load_workflow(ROOT / "examples/echo.yaml")
         timings: dict[str, list[float]] = {"three": [], "one": []}

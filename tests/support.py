@@ -70,3 +70,44 @@ class LiveServer(Server):
 
 
 WorkerProcess = Worker
+
+
+class NoScheduler:
+    """Schedules nothing: tests execute restarted runs themselves."""
+
+    async def schedule(self, run_id: str) -> None:
+        return None
+
+    async def cancelled(self, run_id: str) -> None:
+        return None
+
+    async def handed_back(self, run_id: str) -> None:
+        return None
+
+
+def new_service(
+    clock=None,  # type: ignore[no-untyped-def]
+    *,
+    kind: str = "cli",
+    heartbeat_seconds: float = 0.2,
+    stale_after_seconds: float = 20.0,
+    grace_seconds: float = 30.0,
+    scheduler=None,  # type: ignore[no-untyped-def]
+):  # type: ignore[no-untyped-def]
+    """A RunService with its own supervisor (not started) and no scheduler, built as
+    `build_services` builds them."""
+    from app.services.runs import RunService
+    from app.services.supervisor import RunSupervisor
+    from app.store.runs import RunStore
+
+    store = RunStore(clock=clock) if clock is not None else RunStore()
+    supervisor = RunSupervisor(
+        store,
+        kind=kind,
+        heartbeat_seconds=heartbeat_seconds,
+        stale_after_seconds=stale_after_seconds,
+        grace_seconds=grace_seconds,
+    )
+    runs = RunService(store, supervisor)
+    runs.scheduler = scheduler(runs) if scheduler is not None else NoScheduler()
+    return runs

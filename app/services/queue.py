@@ -2,35 +2,45 @@
 
 The run row stays the source of truth; a job carries only the run id. Jobs are
 deferred with `queueing_lock` and `lock` set to the run id, so a run is queued
-at most once and executed by one worker at a time. A periodic sweep, which every
-worker offers and procrastinate runs once per tick, repairs what a crash can
-leave behind:
+at most once and executed by one worker at a time: a run handed back by a stopping
+worker is queued again, and its new job starts only once the old one has ended.
 
-- a running job whose worker stopped heartbeating: its run is failed as
-  interrupted (naming the worker) and the job is finished as failed;
-- a pending run with no live job (the dashboard died between writing the run
-  and deferring its job): the job is deferred again.
+Liveness is ours, not procrastinate's (whose worker heartbeat stops while a worker
+drains): each worker's supervisor heartbeats its process row, and every worker runs
+the maintenance below in a loop of its own, outside the job slots, so that recovery
+never waits behind a backlog of runs:
+
+- runs of processes that are gone are failed as interrupted (RunSupervisor.recover);
+- a job still `doing` whose worker stopped heartbeating, and whose run no live process
+  holds, is finished as failed;
+- a pending run with no live job (a dashboard died between writing the run and
+  deferring its job, or a job ended without running it) is deferred again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
+from collections.abc import Awaitable
 from typing import Any
 
-from litestar.background_tasks import BackgroundTask
 from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.jobs import Status
+from procrastinate.worker import Worker
 
-from app.services.runs import RunService, process_owner
+from app.services.runs import RunService
 from app.store.queue import QueueStore
 
 __all__ = [
     "QUEUE",
+    "QueueMaintenance",
     "QueueScheduler",
     "WorkerSettings",
     "build_queue_app",
+    "run_worker",
 ]
 
 log = logging.getLogger("configurable_agents.queue")
@@ -40,12 +50,13 @@ TASK = "execute_run"
 
 
 class WorkerSettings:
-    """Timings of liveness: a worker heartbeats every `heartbeat` seconds and is
-    taken as dead after `stalled_after`; the sweep runs every `sweep_every`."""
+    """Timings: the maintenance runs every `maintenance_every` seconds; a pending run
+    without a job is deferred again after `requeue_after`; procrastinate's own worker
+    heartbeat (used only to find its stalled jobs) every `heartbeat`."""
 
     heartbeat = 2.0
     stalled_after = 10.0
-    sweep_every = 2
+    maintenance_every = 2.0
     requeue_after = 5.0
     keep_finished_jobs_hours = 24
 
@@ -63,12 +74,7 @@ def build_queue_app(database_url: str, *, pool_max: int = 4) -> App:
         runs: RunService = context.additional_context["runs"]
         # Cancellation aborts the job: the CancelledError it raises here goes on up,
         # so that procrastinate records the job as aborted.
-        await runs.execute_run(run_id, owner=process_owner())
-
-    @app.periodic(cron=f"* * * * * */{WorkerSettings.sweep_every}", periodic_id="sweep")
-    @app.task(name="sweep", queue="maintenance", pass_context=True, queueing_lock="sweep")
-    async def sweep(context: JobContext, timestamp: int) -> None:
-        await Sweeper(context.app, context.additional_context["runs"]).run_once()
+        await runs.execute_run(run_id)
 
     @app.periodic(cron="17 * * * *", periodic_id="prune")
     @app.task(name="prune", queue="maintenance", pass_context=True, queueing_lock="prune")
@@ -92,42 +98,46 @@ async def defer_run(app: App, run_id: str) -> int | None:
         return None
 
 
-class Sweeper:
+class QueueMaintenance:
     def __init__(self, app: App, runs: RunService):
         self.app = app
         self.runs = runs
         self.queue_store = QueueStore()
 
     async def run_once(self) -> None:
+        await self.runs.supervisor.recover()
         manager = self.app.job_manager
         for job in await manager.get_stalled_jobs(
             seconds_since_heartbeat=WorkerSettings.stalled_after, task_name=TASK
         ):
             run_id = str(job.task_kwargs.get("run_id", ""))
-            if run_id:
-                await self.runs.store.fail_interrupted(
-                    run_id,
-                    f"interrupted while it ran: worker {job.worker_id} stopped (no heartbeat "
-                    f"for {WorkerSettings.stalled_after:g} s). Restart the run.",
-                )
+            if run_id and await self.queue_store.held_by_live_process(run_id):
+                continue  # a draining worker: procrastinate's heartbeat stopped, ours did not
             await manager.finish_job(job=job, status=Status.FAILED, delete_job=False)
-            log.warning("failed run %s of lost worker %s", run_id, job.worker_id)
+            log.warning("finished the stalled job of run %s (worker %s)", run_id, job.worker_id)
         for run_id in await self.queue_store.pending_without_live_job(WorkerSettings.requeue_after):
             job_id = await defer_run(self.app, run_id)
             if job_id is not None:
                 await self.queue_store.set_job_id(run_id, job_id)
                 log.warning("re-queued pending run %s that had no job", run_id)
 
+    async def forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # a failed round must not end the loop; the next one retries
+                log.exception("queue maintenance failed")
+            await asyncio.sleep(WorkerSettings.maintenance_every)
+
 
 class QueueScheduler:
     """The queue mode: the dashboard defers a job and a worker executes the run."""
 
-    def __init__(self, app: App, runs: RunService):
+    def __init__(self, app: App):
         self.app = app
-        self.runs = runs
         self.queue_store = QueueStore()
 
-    async def schedule(self, run_id: str) -> BackgroundTask | None:
+    async def schedule(self, run_id: str) -> Awaitable[Any] | None:
         job_id = await defer_run(self.app, run_id)
         if job_id is not None:
             await self.queue_store.set_job_id(run_id, job_id)
@@ -139,13 +149,55 @@ class QueueScheduler:
             with contextlib.suppress(Exception):  # the job may have ended meanwhile
                 await self.app.job_manager.cancel_job_by_id_async(job_id, abort=True)
 
+    async def handed_back(self, run_id: str) -> None:
+        # Its `lock` holds the new job until the job that handed it back has ended.
+        await self.schedule(run_id)
 
-def worker_options(concurrency: int) -> dict[str, Any]:
+
+def worker_options(concurrency: int, grace_seconds: float) -> dict[str, Any]:
     return {
         "concurrency": concurrency,
         "update_heartbeat_interval": WorkerSettings.heartbeat,
         "stalled_worker_timeout": WorkerSettings.stalled_after,
-        "shutdown_graceful_timeout": 30.0,
+        # Past the grace, procrastinate cancels what still runs; our runs hand
+        # themselves back on that cancellation.
+        "shutdown_graceful_timeout": grace_seconds,
         "fetch_job_polling_interval": 1.0,
         "delete_jobs": "never",
+        "install_signal_handlers": False,
     }
+
+
+async def run_worker(app: App, runs: RunService, *, concurrency: int, ready: Any = None) -> None:
+    """Execute queued runs until SIGTERM or SIGINT, then drain: no new jobs, running
+    runs stop at their next node (or at the end of the grace period) and are queued
+    again, while this worker keeps heartbeating."""
+    supervisor = runs.supervisor
+    app.perform_import_paths()
+    worker = Worker(
+        app=app,
+        queues=[QUEUE, "maintenance"],
+        additional_context={"runs": runs},
+        **worker_options(concurrency, supervisor.grace),
+    )
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        supervisor.begin_drain()
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await supervisor.start()
+    maintenance = asyncio.create_task(QueueMaintenance(app, runs).forever())
+    try:
+        if ready is not None:
+            ready()
+        await worker.run()
+    finally:
+        maintenance.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await maintenance
+        await supervisor.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,50 +1,46 @@
-"""Use cases on runs, shared by the dashboard and the CLI: start, execute, restart,
-cancel, and recover runs whose process died."""
+"""Use cases on runs, shared by the dashboard, the workers and the CLI: start,
+execute, restart, cancel, and the reads the pages need.
+
+Which process executes a run, and what happens when one dies or stops, is the
+supervisor's (supervisor.py); how a run gets executed after a restart, the
+scheduler's (scheduling.py). Both come in through the constructor.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
-import socket
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from app.errors import (
+    AlreadyRestarted,
     InputsTooLarge,
     InvalidInputs,
     RunNotCancellable,
     RunNotFound,
     RunNotRestartable,
+    SchedulingFailed,
     SnapshotUnusable,
     SpecInvalid,
 )
-from app.store.models import RunDetail, RunSummary
-from app.store.runs import DuplicateActiveRestart, RunStore
+from app.services.scheduling import Scheduler
+from app.services.supervisor import RunSupervisor
+from app.store.dbtime import retrying
+from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary
+from app.store.processes import ProcessView
+from app.store.runs import DuplicateRestart, RunStore
 from app.workflows.executor import execute
 from app.workflows.loader import validate_inputs, workflow_from_snapshot
 
-__all__ = ["RestartResult", "RunService", "process_owner"]
+__all__ = ["RestartResult", "RunService"]
+
+log = logging.getLogger("configurable_agents.runs")
 
 StepCallback = Callable[[str, str, dict[str, Any]], Awaitable[None] | None]
-
-
-def process_owner() -> str:
-    """Who executes a run: host and pid, so a later process can tell when it died."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -52,6 +48,9 @@ class RestartResult:
     original: RunSummary
     run_id: str
     attempt: int
+    # What executes the new run after the answer is sent (the embedded mode), or None
+    # when a queue worker does.
+    work: Awaitable[Any] | None = None
 
     @property
     def message(self) -> str:
@@ -61,19 +60,31 @@ class RestartResult:
 
 
 class _StoreRecorder:
-    """Reports the executor's steps to the store, and tells it when the run was cancelled.
+    """Reports the executor's steps to the store, and tells it when to stop.
 
     A step that finishes while no other step of the run is running is written with the
     check before the next node (`advance`): one statement between two nodes on
     PostgreSQL, two on SQLite. Steps of a fan-out that finish while others still run are
-    written at once, so that progress shows. `flush` writes what is left when the
-    executor returns.
+    written at once, so that progress shows. A step leaves the buffer only once it is
+    written; `flush` writes what is left when the executor returns. Every write is
+    retried through transient database errors, and is refused once the run is no
+    longer running for this process.
     """
 
-    def __init__(self, store: RunStore, run_id: str, on_step: StepCallback | None):
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        owner: str,
+        on_step: StepCallback | None,
+        supervisor: RunSupervisor,
+    ):
         self.store = store
         self.run_id = run_id
+        self.owner = owner
         self.on_step = on_step
+        self.supervisor = supervisor
+        self.handing_back = False
         self._steps: dict[str, tuple[str, int, int | None]] = {}
         self._finished: list[dict[str, Any]] = []
 
@@ -84,9 +95,12 @@ class _StoreRecorder:
         return step_id
 
     async def step_finished(self, step_id: str, **result: Any) -> None:
+        import uuid
+
         node_id, order, item_index = self._steps.pop(step_id)
         self._finished.append(
             {
+                "id": uuid.uuid4(),
                 "node_id": node_id,
                 "order": order,
                 "item_index": item_index,
@@ -99,12 +113,20 @@ class _StoreRecorder:
         await self._notify(node_id, result["status"], {"item_index": item_index, **result})
 
     async def should_stop(self, node_id: str | None = None) -> bool:
-        steps, self._finished = self._finished, []
-        return not await self.store.advance(self.run_id, steps, node_id)
+        if self.supervisor.draining:
+            self.handing_back = True
+            return True
+        steps = list(self._finished)
+        running = await self.store.advance(self.run_id, self.owner, steps, node_id)
+        del self._finished[: len(steps)]
+        return not running
 
     async def flush(self) -> None:
-        steps, self._finished = self._finished, []
-        await self.store.record_steps(self.run_id, steps)
+        steps = list(self._finished)
+        if not steps:
+            return
+        await self.store.record_steps(self.run_id, self.owner, steps)
+        del self._finished[: len(steps)]
 
     async def _notify(self, node_id: str, event: str, data: dict[str, Any]) -> None:
         if self.on_step is not None:
@@ -114,31 +136,31 @@ class _StoreRecorder:
 
 
 class RunService:
-    """Runs as use cases. Collaborators come in through the constructor."""
+    """Runs as use cases. Collaborators come in through the constructor; the scheduler
+    may be set after it, since the in-process one executes through this service."""
 
     def __init__(
         self,
         store: RunStore,
+        supervisor: RunSupervisor,
         *,
-        heartbeat_seconds: float = 2.0,
-        stale_after_seconds: float = 30.0,
-        owner: str | None = None,
+        scheduler: Scheduler | None = None,
+        owns_new_runs: bool = True,
         max_inputs_bytes: int = 64 * 1024,
-        executes_locally: bool = True,
+        queue_store: Any = None,
     ):
         self.store = store
+        self.supervisor = supervisor
+        self.scheduler = scheduler
+        # A run this process will execute is its own from the start, so that its death
+        # is noticed; a run waiting for a queue worker belongs to no process yet.
+        self.owns_new_runs = owns_new_runs
         self.max_inputs_bytes = max_inputs_bytes
-        # A run waiting for a queue worker belongs to no process yet; a run this
-        # process will execute is its own from the start, so its death is noticed.
-        self.creator = (owner or process_owner()) if executes_locally else None
-        # Runs this process is executing. A pending run of ours, not here and a few
-        # seconds old, lost its background task; `resume_own_pending` picks it up (the
-        # claim lets only one execution through should the task start after all).
-        self.inflight: set[str] = set()
-        self._resumed: set[asyncio.Task[Any]] = set()
-        self.heartbeat_seconds = heartbeat_seconds
-        self.stale_after = timedelta(seconds=stale_after_seconds)
-        self.owner = owner or process_owner()
+        self.queue_store = queue_store
+
+    @property
+    def creator(self) -> str | None:
+        return self.supervisor.instance_id if self.owns_new_runs else None
 
     # -- starting and executing ----------------------------------------------------
 
@@ -176,47 +198,61 @@ class RunService:
         assert detail is not None
         return detail
 
-    async def execute_run(
-        self, run_id: str, *, on_step: StepCallback | None = None, owner: str | None = None
-    ) -> str | None:
-        """Execute a pending run by id; returns its final status (None if it was not pending).
+    async def execute_run(self, run_id: str, *, on_step: StepCallback | None = None) -> str | None:
+        """Execute a pending run by id; returns its status afterwards (None if it was not
+        pending, or this process is stopping and left it for another).
 
-        Whatever happens, the run does not stay `running`: an unexpected error
-        fails it with that error's type and message.
+        Whatever happens, the run does not stay `running`: an unexpected error fails it
+        with that error's type and message; a process that stops hands it back.
         """
-        self.inflight.add(run_id)
-        try:
-            return await self._execute(run_id, on_step=on_step, owner=owner)
-        finally:
-            self.inflight.discard(run_id)
+        if self.supervisor.draining:
+            return None
+        with self.supervisor.executing(run_id):
+            return await self._execute(run_id, on_step)
 
-    async def _execute(
-        self, run_id: str, *, on_step: StepCallback | None, owner: str | None
-    ) -> str | None:
-        claimed = await self.store.claim(run_id, owner or self.owner)
+    async def _claim(self, run_id: str, owner: str) -> Any:
+        tries = 0
+
+        async def claim() -> Any:
+            nonlocal tries
+            tries += 1
+            # A retry may follow a claim that committed but whose answer was lost.
+            return await self.store.claim(run_id, owner, again=tries > 1)
+
+        return await retrying(claim, what=f"claiming run {run_id}")
+
+    async def _execute(self, run_id: str, on_step: StepCallback | None) -> str | None:
+        owner = self.supervisor.instance_id
+        claimed = await self._claim(run_id, owner)
         if claimed is None:
             return None
-        heartbeat = asyncio.create_task(self._heartbeat(run_id))
-        recorder = _StoreRecorder(self.store, run_id, on_step)
+        recorder = _StoreRecorder(self.store, run_id, owner, on_step, self.supervisor)
         try:
             try:
                 spec = workflow_from_snapshot(claimed.snapshot)
                 state = validate_inputs(spec, claimed.inputs)
             except (SpecInvalid, InvalidInputs) as exc:
-                await self.store.finish(
+                await self._finish(
                     run_id,
+                    owner,
                     status="failed",
                     error_type="SnapshotUnusable",
                     error_message=f"the stored workflow snapshot is no longer valid: {exc}",
                 )
                 return "failed"
             result = await execute(spec, state, attempt=claimed.attempt, recorder=recorder)
+            if recorder.handing_back:
+                await self._hand_back(run_id, owner)
+                return "pending"
             await recorder.flush()
             if result.status == "cancelled":
-                return "cancelled"
+                # Stopped because the run is no longer running for us: cancelled, or
+                # failed by another process that took us for dead.
+                return await self.store.status_of(run_id)
             error = result.error
-            finished = await self.store.finish(
+            finished = await self._finish(
                 run_id,
+                owner,
                 status=result.status,
                 outputs=result.state,
                 error_type=error.type if error else None,
@@ -224,38 +260,65 @@ class RunService:
                 error_node=error.node if error else None,
             )
             return result.status if finished else await self.store.status_of(run_id)
-        except BaseException as exc:
-            await asyncio.shield(self._fail(run_id, recorder, exc))
+        except asyncio.CancelledError:
+            if self.supervisor.draining:
+                # The grace period ended mid-node: another process starts it again.
+                await asyncio.shield(self._hand_back(run_id, owner))
+            else:
+                await asyncio.shield(self._fail(run_id, owner, recorder, "CancelledError"))
             raise
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+        except Exception as exc:
+            await asyncio.shield(self._fail(run_id, owner, recorder, type(exc).__name__, exc))
+            raise
 
-    async def _fail(self, run_id: str, recorder: _StoreRecorder, exc: BaseException) -> None:
-        # The steps that did finish are kept, if the database still answers.
-        with contextlib.suppress(Exception):
-            await recorder.flush()
-        await self.store.finish(
-            run_id,
-            status="failed",
-            error_type=type(exc).__name__,
-            error_message=f"the executor stopped unexpectedly: {exc!r}",
+    async def _finish(self, run_id: str, owner: str, **outcome: Any) -> bool:
+        return await retrying(
+            lambda: self.store.finish(run_id, owner=owner, **outcome),
+            what=f"recording the end of run {run_id}",
+            within=self.supervisor.stale_after,
         )
 
-    async def _heartbeat(self, run_id: str) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            await self.store.heartbeat(run_id)
+    async def _hand_back(self, run_id: str, owner: str) -> None:
+        released = await retrying(
+            lambda: self.store.release(run_id, owner), what=f"handing back run {run_id}"
+        )
+        if released:
+            log.warning("handed back run %s: it starts again on another process", run_id)
+            if self.scheduler is not None:
+                await self.scheduler.handed_back(run_id)
+
+    async def _fail(
+        self,
+        run_id: str,
+        owner: str,
+        recorder: _StoreRecorder,
+        error_type: str,
+        exc: BaseException | None = None,
+    ) -> None:
+        # The steps that did finish are kept, if the database still answers; if it
+        # does not, the supervisor fails the run once it does.
+        with contextlib.suppress(Exception):
+            await recorder.flush()
+        with contextlib.suppress(Exception):
+            await self._finish(
+                run_id,
+                owner,
+                status="failed",
+                error_type=error_type,
+                error_message=f"the executor stopped unexpectedly: {exc!r}"
+                if exc is not None
+                else "the executor was cancelled",
+            )
 
     # -- restart and cancel ----------------------------------------------------------
 
     async def restart(self, run_id: str, *, trigger: str = "dashboard") -> RestartResult:
-        """Create the pending restart of a finished run, from its stored snapshot and inputs.
+        """Create the pending restart of a finished run, from its stored snapshot and
+        inputs, and schedule it; `result.work`, when set, executes it.
 
-        Raises RunNotFound, RunNotRestartable (the run or a restart of it is active;
-        the database lets exactly one concurrent restart through) or SnapshotUnusable.
-        The caller schedules `execute_run(result.run_id)`, and calls `abandon` if it cannot.
+        Raises RunNotFound, RunNotRestartable (the run is pending or running),
+        AlreadyRestarted (a run is restarted once, ever: the database refuses a second),
+        SnapshotUnusable, or SchedulingFailed (and then no new run is left behind).
         """
         found = await self.store.get_snapshot(run_id) if _is_uuid(run_id) else None
         if found is None:
@@ -265,12 +328,6 @@ class RunService:
             raise RunNotRestartable(
                 f"run {original.short_id} is {original.status}: only a finished run can be"
                 " restarted",
-                run=original,
-            )
-        if original.active_restart is not None:
-            raise RunNotRestartable(
-                f"run {original.short_id} is already restarting as "
-                f"{original.active_restart.short_id} ({original.active_restart.status})",
                 run=original,
             )
         if snapshot is None:
@@ -297,21 +354,37 @@ class RunService:
                 attempt=attempt,
                 restarted_from=original.id,
             )
-        except DuplicateActiveRestart:
-            current = await self.store.get_summary(original.id)
-            active = current.active_restart if current else None
-            where = f" as {active.short_id} ({active.status})" if active else ""
-            raise RunNotRestartable(
-                f"run {original.short_id} is already restarting{where}", run=current or original
-            ) from None
-        return RestartResult(original=original, run_id=new_id, attempt=attempt)
+        except DuplicateRestart:
+            raise await self._already_restarted(original) from None
+        try:
+            assert self.scheduler is not None, "RunService has no scheduler"
+            work = await self.scheduler.schedule(new_id)
+        except Exception as exc:
+            await self.store.delete_run(new_id)
+            raise SchedulingFailed(
+                f"run {original.short_id} could not be scheduled: {exc}", run=original
+            ) from exc
+        return RestartResult(original=original, run_id=new_id, attempt=attempt, work=work)
 
-    async def abandon(self, run_id: str) -> None:
-        """Remove a pending run that could not be scheduled."""
-        await self.store.delete_run(run_id)
+    async def _already_restarted(self, original: RunSummary) -> AlreadyRestarted:
+        current = await self.store.get_summary(original.id) or original
+        child = current.restarted_as[0] if current.restarted_as else ""
+        latest = current.latest_restart
+        where = ""
+        if latest is not None and latest.id == child:
+            where = f" ({latest.status})"
+        elif latest is not None:
+            where = f"; its latest attempt is {latest.short_id} ({latest.status})"
+        return AlreadyRestarted(
+            f"run {original.short_id} was already restarted as {child[:8]}{where}",
+            run=current,
+            restarted_as=child,
+            latest_attempt=latest.id if latest is not None else child,
+        )
 
     async def cancel(self, run_id: str) -> RunSummary:
-        """Cancel a pending or running run; the executor stops before its next node."""
+        """Cancel a pending or running run and stop its execution: a queue worker's job
+        is aborted at once; in this process the executor stops before its next node."""
         summary = await self.store.get_summary(run_id)
         if summary is None:
             raise RunNotFound(f"no run with id {run_id!r}")
@@ -321,6 +394,11 @@ class RunService:
                 " can be cancelled",
                 run=summary,
             )
+        if self.scheduler is not None:
+            try:
+                await self.scheduler.cancelled(run_id)
+            except Exception:  # the run is cancelled; its executor stops at its next node
+                log.exception("could not stop the execution of cancelled run %s", run_id)
         cancelled = await self.store.get_summary(run_id)
         assert cancelled is not None
         return cancelled
@@ -339,43 +417,27 @@ class RunService:
             raise RunNotFound(f"no run with id {run_id!r}")
         return detail
 
-    # -- recovery ----------------------------------------------------------------------
+    async def list_runs(
+        self,
+        filters: RunFilters,
+        cursor: Cursor | None = None,
+        limit: int = 50,
+        *,
+        before: Cursor | None = None,
+    ) -> RunPage:
+        return await self.store.list_runs(filters, cursor, limit, before=before)
 
-    async def resume_own_pending(self, older_than_seconds: float = 5.0) -> list[str]:
-        """Execute this process's pending runs whose background task never ran.
+    async def inputs_outputs(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return await self.store.inputs_outputs(run_ids)
 
-        Returns the runs resumed; they execute in tasks of their own.
-        """
-        if self.creator is None:
-            return []
-        before = self.store.clock() - timedelta(seconds=older_than_seconds)
-        resumed = [
-            run_id
-            for run_id in await self.store.pending_of(self.creator, created_before=before)
-            if run_id not in self.inflight
-        ]
-        for run_id in resumed:
-            self.inflight.add(run_id)
-            task = asyncio.create_task(self.execute_run(run_id))
-            self._resumed.add(task)
-            task.add_done_callback(self._resumed.discard)
-        return resumed
+    async def workflow_names(self) -> list[str]:
+        return await self.store.workflow_names()
 
-    async def recover_interrupted(self) -> list[str]:
-        """Fail, as interrupted, the active runs whose process is gone.
+    async def queue_stats(self) -> Any:
+        return await self.queue_store.stats() if self.queue_store is not None else None
 
-        On this host a dead pid tells at once; elsewhere a run whose heartbeat
-        stopped for `stale_after_seconds` is taken as dead.
-        """
-        host = socket.gethostname()
-        dead = []
-        for owner in await self.store.active_owners(f"{host}:"):
-            pid = owner.rpartition(":")[2]
-            if owner != self.owner and pid.isdigit() and not _pid_alive(int(pid)):
-                dead.append(owner)
-        return await self.store.interrupt_orphans(
-            dead_owners=dead, stale_before=self.store.clock() - self.stale_after
-        )
+    async def workers(self) -> list[ProcessView]:
+        return await self.supervisor.processes.workers()
 
 
 def _is_uuid(value: str) -> bool:

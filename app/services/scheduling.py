@@ -1,26 +1,27 @@
 """How a pending run gets executed after the request that created it has answered.
 
-Two backends: in-process (a Litestar background task; the embedded default) and
-the procrastinate queue (`app.services.queue.QueueScheduler`).
+Two backends: in-process (the embedded default: the web layer runs the returned
+coroutine as a background task after the answer) and the procrastinate queue
+(`app.services.queue.QueueScheduler`). Nothing here knows the web framework.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from litestar.background_tasks import BackgroundTask
+if TYPE_CHECKING:
+    from app.services.runs import RunService
 
-from app.services.runs import RunService
-
-__all__ = ["BackgroundScheduler", "Scheduler"]
+__all__ = ["InProcessScheduler", "Scheduler"]
 
 
 class Scheduler(Protocol):
-    async def schedule(self, run_id: str) -> BackgroundTask | None:
+    async def schedule(self, run_id: str) -> Awaitable[Any] | None:
         """Arrange for the pending run to execute; raise if that is impossible.
 
-        A returned BackgroundTask is attached to the response, so it runs in
-        this process after the answer is sent.
+        A returned awaitable executes the run in this process, and is awaited after the
+        answer is sent; None means another process will execute it.
         """
         ...
 
@@ -28,15 +29,22 @@ class Scheduler(Protocol):
         """The run was just marked cancelled: stop its execution if it can be reached."""
         ...
 
+    async def handed_back(self, run_id: str) -> None:
+        """A stopping process gave the run back, pending: have it executed again."""
+        ...
 
-class BackgroundScheduler:
-    """The embedded mode: execute in this process, as a Litestar background task."""
 
-    def __init__(self, service: RunService):
-        self.service = service
+class InProcessScheduler:
+    """The embedded mode: execute in this process, after the answer."""
 
-    async def schedule(self, run_id: str) -> BackgroundTask | None:
-        return BackgroundTask(self.service.execute_run, run_id)
+    def __init__(self, runs: RunService):
+        self.runs = runs
+
+    async def schedule(self, run_id: str) -> Awaitable[Any] | None:
+        return self.runs.execute_run(run_id)
 
     async def cancelled(self, run_id: str) -> None:
         """The executor notices the cancelled status before its next node."""
+
+    async def handed_back(self, run_id: str) -> None:
+        """The next dashboard to start (or one still running) adopts it."""

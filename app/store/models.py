@@ -10,9 +10,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Cursor", "RunDetail", "RunFilters", "RunPage", "RunSummary", "StepView"]
+__all__ = [
+    "Cursor",
+    "Executor",
+    "RunDetail",
+    "RunFilters",
+    "RunPage",
+    "RunSummary",
+    "StepView",
+]
 
 ACTIVE = frozenset({"pending", "running"})
+
+
+@dataclass(frozen=True)
+class Executor:
+    """The process that executed a run: its instance id, kind, host and pid."""
+
+    instance: str
+    kind: str
+    host: str
+    pid: int
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.instance} on {self.host} (pid {self.pid})"
 
 
 @dataclass(frozen=True)
@@ -36,12 +57,16 @@ class RunSummary:
     steps_total: int
     steps_done: int
     current_node: str | None
+    owner: str | None = None
+    # Its restart (a run is restarted at most once), as a one-element tuple.
     restarted_as: tuple[str, ...] = ()
-    # The newest restart of this run while it is pending or running: the run
-    # is then "restarting", which is derived here and never stored.
+    # The latest attempt of the chain of restarts that starts here, while it is
+    # pending or running: the run is then "restarting", derived and never stored.
     active_restart: RunSummary | None = None
-    # The newest restart, whatever its status: the row shows its outcome.
+    # The latest attempt of that chain, whatever its status: the row shows its outcome
+    # and offers to restart it.
     latest_restart: RunSummary | None = None
+    executed_by: Executor | None = None
 
     @property
     def is_active(self) -> bool:
@@ -77,6 +102,7 @@ class StepView:
     error: str | None
     tokens: int
     tries: int
+    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)

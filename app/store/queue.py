@@ -11,15 +11,7 @@ from procrastinate import App, PsycopgConnector
 
 from app.store.tables import WorkflowRun
 
-__all__ = ["QueueStats", "QueueStore", "WorkerView", "ensure_queue_schema"]
-
-
-@dataclass(frozen=True)
-class WorkerView:
-    id: int
-    last_heartbeat: datetime
-    alive: bool
-    runs: tuple[str, ...]
+__all__ = ["QueueStats", "QueueStore", "ensure_queue_schema"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +23,6 @@ class QueueStats:
 
 class QueueStore:
     """Reads procrastinate's `procrastinate_jobs` / `procrastinate_workers` beside our runs."""
-
-    def __init__(self, alive_within_seconds: float = 15.0):
-        self.alive_within = alive_within_seconds
 
     async def set_job_id(self, run_id: str, job_id: int) -> None:
         await WorkflowRun.update({WorkflowRun.job_id: job_id}).where(
@@ -61,34 +50,25 @@ class QueueStore:
         )
         return [str(r["id"]) for r in rows]
 
+    async def held_by_live_process(self, run_id: str) -> bool:
+        """The run is pending or running for a process that has not stopped."""
+        rows = await WorkflowRun.raw(
+            "SELECT 1 FROM workflow_run r JOIN run_process p ON p.id = r.owner"
+            " WHERE r.id = {} AND r.status IN ('pending', 'running') AND p.stopped_at IS NULL",
+            uuid.UUID(run_id),
+        )
+        return bool(rows)
+
     async def stats(self) -> QueueStats:
         rows = await WorkflowRun.raw(
             "SELECT"
-            " (SELECT count(*) FROM procrastinate_workers"
-            "   WHERE last_heartbeat > NOW() - make_interval(secs => {})) AS live_workers,"
+            " (SELECT count(*) FROM run_process WHERE kind = 'worker'"
+            "   AND stopped_at IS NULL) AS live_workers,"
             " (SELECT count(*) FROM workflow_run WHERE status = 'pending') AS queued,"
-            " (SELECT min(created_at) FROM workflow_run WHERE status = 'pending') AS oldest",
-            self.alive_within,
+            " (SELECT min(created_at) FROM workflow_run WHERE status = 'pending') AS oldest"
         )
         row: dict[str, Any] = rows[0]
         return QueueStats(int(row["live_workers"]), int(row["queued"]), row["oldest"])
-
-    async def workers(self) -> list[WorkerView]:
-        rows = await WorkflowRun.raw(
-            "SELECT w.id, w.last_heartbeat,"
-            " w.last_heartbeat > NOW() - make_interval(secs => {}) AS alive,"
-            " coalesce(array_agg(r.id::text ORDER BY r.started_at)"
-            "   FILTER (WHERE r.id IS NOT NULL), ARRAY[]::text[]) AS runs"
-            " FROM procrastinate_workers w"
-            " LEFT JOIN procrastinate_jobs j ON j.worker_id = w.id AND j.status = 'doing'"
-            " LEFT JOIN workflow_run r ON r.job_id = j.id AND r.status = 'running'"
-            " GROUP BY w.id ORDER BY w.id",
-            self.alive_within,
-        )
-        return [
-            WorkerView(r["id"], r["last_heartbeat"], bool(r["alive"]), tuple(r["runs"] or ()))
-            for r in rows
-        ]
 
 
 async def ensure_queue_schema(database_url: str) -> bool:

@@ -16,10 +16,19 @@ from typing import Any
 
 from piccolo.columns.combination import WhereRaw
 
-from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
+from app.store.dbtime import db_ago, db_now, is_postgres, retrying
+from app.store.models import (
+    Cursor,
+    Executor,
+    RunDetail,
+    RunFilters,
+    RunPage,
+    RunSummary,
+    StepView,
+)
 from app.store.tables import ACTIVE_STATUSES, StepRun, WorkflowRun
 
-__all__ = ["ClaimedRun", "DuplicateActiveRestart", "RunStore"]
+__all__ = ["ClaimedRun", "DuplicateRestart", "RunStore"]
 
 Clock = Callable[[], datetime]
 
@@ -41,24 +50,70 @@ _SUMMARY_COLUMNS = (
     WorkflowRun.steps_total,
     WorkflowRun.steps_done,
     WorkflowRun.current_node,
+    WorkflowRun.owner,
 )
 
 
-def _insert(table: str, rows: Sequence[dict[str, Any]]) -> str:
+def _insert(
+    table: str, rows: Sequence[dict[str, Any]], sql_values: Mapping[str, str] | None = None
+) -> str:
     """An INSERT of `rows` (bound row by row, in order) for the hot paths: Piccolo's row
-    objects and query builder cost several times the statement itself."""
-    columns = ", ".join(f'"{name}"' for name in rows[0])
-    values = ", ".join("(" + ", ".join("{}" for _ in row) + ")" for row in rows)
+    objects and query builder cost several times the statement itself. `sql_values`
+    adds columns set by an SQL expression, the same in every row."""
+    extra = dict(sql_values or {})
+    columns = ", ".join(f'"{name}"' for name in [*rows[0], *extra])
+    values = ", ".join(
+        "(" + ", ".join(["{}" for _ in row] + list(extra.values())) + ")" for row in rows
+    )
     return f"INSERT INTO {table} ({columns}) VALUES {values}"
 
 
+# PostgreSQL cannot infer the types of parameters in INSERT ... SELECT ... FROM VALUES.
+_STEP_TYPES = {
+    "id": "uuid",
+    "run": "uuid",
+    "node_id": "varchar",
+    "step_order": "integer",
+    "item_index": "integer",
+    "status": "varchar",
+    "started_at": "timestamptz",
+    "completed_at": "timestamptz",
+    "duration_ms": "float8",
+    "output": "json",
+    "error": "text",
+    "tokens": "integer",
+    "tries": "integer",
+    "cost_usd": "float8",
+}
+
+
+def _guarded_step_insert(rows: Sequence[dict[str, Any]]) -> str:
+    """INSERT of step rows, only while the run is running for its owner (two more
+    parameters: run id, owner). A repeated insert of the same step ids does nothing."""
+    pg = is_postgres()
+    columns = ", ".join(f'"{name}"' for name in rows[0])
+    values = ", ".join(
+        "(" + ", ".join(f"{{}}::{_STEP_TYPES[n]}" if pg else "{}" for n in row) + ")"
+        for row in rows
+    )
+    return (
+        f"INSERT INTO step_run ({columns}) SELECT * FROM (VALUES {values}) AS v"
+        " WHERE EXISTS (SELECT 1 FROM workflow_run WHERE id = {} AND status = 'running'"
+        " AND owner = {}) ON CONFLICT (id) DO NOTHING"
+    )
+
+
+_RETURNING = "RETURNING tokens, cost_usd"
+
+
 def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, Any]:
-    """A step_run row from what the executor reports; it ended at `completed_at`, or now."""
+    """A step_run row from what the executor reports; it ended at `completed_at`, or now.
+    Its id is fixed when the step finishes, so that writing it again changes nothing."""
     started_at = step["started_at"]
     completed_at = step.get("completed_at") or now
     output = step.get("output")
     return {
-        "id": uuid.uuid4(),
+        "id": step.get("id") or uuid.uuid4(),
         "run": uuid.UUID(run_id),
         "node_id": step["node_id"],
         "step_order": step["order"],
@@ -71,18 +126,15 @@ def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, 
         "error": step.get("error"),
         "tokens": step.get("tokens", 0),
         "tries": step.get("tries", 1),
+        "cost_usd": float(step.get("cost_usd", 0.0)),
     }
 
 
 _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
 
 
-def _is_postgres() -> bool:
-    return WorkflowRun._meta.db.engine_type == "postgres"
-
-
-class DuplicateActiveRestart(Exception):
-    """The database refused a second pending or running restart of the same run."""
+class DuplicateRestart(Exception):
+    """The database refused a second restart of the same run: a run is restarted once."""
 
 
 class ClaimedRun:
@@ -142,6 +194,7 @@ def _summary(
     restarted_as: Sequence[str] = (),
     active: RunSummary | None = None,
     latest: RunSummary | None = None,
+    executed_by: Executor | None = None,
 ) -> RunSummary:
     return RunSummary(
         id=str(row["id"]),
@@ -161,17 +214,21 @@ def _summary(
         steps_total=row["steps_total"] or 0,
         steps_done=row["steps_done"] or 0,
         current_node=row["current_node"],
+        owner=row.get("owner"),
         restarted_as=tuple(restarted_as),
         active_restart=active,
         latest_restart=latest,
+        executed_by=executed_by,
     )
 
 
 class RunStore:
     """All reads and writes of runs and steps. `clock` gives aware UTC datetimes."""
 
-    def __init__(self, clock: Clock = _utcnow):
+    def __init__(self, clock: Clock = _utcnow, *, retry_within: float = 30.0):
         self.clock = clock
+        # How long the executor's writes are retried through transient database errors.
+        self.retry_within = retry_within
 
     # -- creating and executing ------------------------------------------------
 
@@ -188,9 +245,12 @@ class RunStore:
         restarted_from: str | None = None,
         run_id: str | None = None,
     ) -> str:
-        """Insert a pending run; a racing second active restart raises DuplicateActiveRestart."""
+        """Insert a pending run; a second restart of the same run raises DuplicateRestart.
+
+        Its `heartbeat_at` is the database's time of creation: how long a pending run
+        has waited is measured on one clock.
+        """
         new_id = uuid.UUID(run_id) if run_id else uuid.uuid4()
-        now = self.clock()
         values = {
             "id": new_id,
             "workflow_name": workflow_name,
@@ -200,16 +260,16 @@ class RunStore:
             "restarted_from": uuid.UUID(restarted_from) if restarted_from else None,
             "config_snapshot": json.dumps(snapshot),
             "inputs": json.dumps(inputs),
-            "created_at": now,
+            "created_at": self.clock(),
             "steps_total": steps_total,
             "owner": owner,
-            "heartbeat_at": now,
         }
+        sql = _insert("workflow_run", [values], {"heartbeat_at": db_now()})
         try:
-            await WorkflowRun.raw(_insert("workflow_run", [values]), *values.values())
+            await WorkflowRun.raw(sql, *values.values())
         except Exception as exc:
             if restarted_from and _is_unique_violation(exc):
-                raise DuplicateActiveRestart(restarted_from) from exc
+                raise DuplicateRestart(restarted_from) from exc
             raise
         return str(new_id)
 
@@ -219,17 +279,21 @@ class RunStore:
             (WorkflowRun.id == uuid.UUID(run_id)) & (WorkflowRun.status == "pending")
         )
 
-    async def claim(self, run_id: str, owner: str) -> ClaimedRun | None:
-        """Move a pending run to running for `owner`; None if it is not pending any more."""
-        now = self.clock()
+    async def claim(self, run_id: str, owner: str, *, again: bool = False) -> ClaimedRun | None:
+        """Move a pending run to running for `owner`; None if it is not pending any more.
+
+        `again` (a retry after an error that may have hidden a commit) also accepts the
+        run if it is already running for the same owner.
+        """
+        mine = " OR (status = 'running' AND owner = {})" if again else ""
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = 'running', started_at = {}, owner = {},"
-            " heartbeat_at = {} WHERE id = {} AND status = 'pending'"
+            f" heartbeat_at = {db_now()} WHERE id = {{}} AND (status = 'pending'{mine})"
             " RETURNING id, config_snapshot, inputs, attempt",
-            now,
+            self.clock(),
             owner,
-            now,
             uuid.UUID(run_id),
+            *([owner] if again else []),
         )
         if not rows:
             return None
@@ -243,84 +307,136 @@ class RunStore:
         )
 
     async def advance(
-        self, run_id: str, steps: Sequence[Mapping[str, Any]], node_id: str | None
+        self, run_id: str, owner: str, steps: Sequence[Mapping[str, Any]], node_id: str | None
     ) -> bool:
         """Write the steps that finished since the last call and note `node_id` as the
-        node about to run, with the heartbeat. False when the run is no longer running
-        (cancelled), so that the executor stops before the node.
+        node about to run. False when the run is no longer running for `owner`
+        (cancelled, or failed by someone else), so that the executor stops before the node.
 
         One statement on PostgreSQL, two on SQLite: the executor's only writes between
-        two nodes.
+        two nodes. Safe to repeat after an error: step ids are fixed, and counters grow
+        only by the rows actually inserted.
         """
-        return await self._progress(run_id, steps, set_node=True, node_id=node_id)
+        return await self._progress(run_id, owner, steps, set_node=True, node_id=node_id)
 
-    async def record_steps(self, run_id: str, steps: Sequence[Mapping[str, Any]]) -> None:
-        """Write finished node executions and add them to the run's counters."""
-        if steps:
-            await self._progress(run_id, steps, set_node=False)
-
-    async def record_step(self, run_id: str, **step: Any) -> None:
-        await self.record_steps(run_id, [step])
+    async def record_steps(
+        self, run_id: str, owner: str, steps: Sequence[Mapping[str, Any]]
+    ) -> bool:
+        """Write finished node executions and add them to the run's counters, while the
+        run is running for `owner`; False when it is not any more."""
+        if not steps:
+            return True
+        return await self._progress(run_id, owner, steps, set_node=False)
 
     async def _progress(
         self,
         run_id: str,
+        owner: str,
         steps: Sequence[Mapping[str, Any]],
         *,
         set_node: bool,
         node_id: str | None = None,
     ) -> bool:
-        now = self.clock()
-        rows = [_step_row(run_id, now, step) for step in steps]
+        rows = [_step_row(run_id, self.clock(), step) for step in steps]
+        step_args = [value for row in rows for value in row.values()]
+        guard = [uuid.UUID(run_id), owner]
         # Counters are updated in place so that concurrent fan-out steps never lose each
-        # other's increments.
-        assignments = [
-            "heartbeat_at = {}",
-            "steps_done = steps_done + {}",
-            "total_tokens = total_tokens + {}",
-            "total_cost_usd = total_cost_usd + {}",
-        ]
-        args: list[Any] = [
-            now,
-            len(rows),
-            sum(row["tokens"] for row in rows),
-            float(sum(step.get("cost_usd", 0.0) for step in steps)),
-        ]
-        if set_node:
-            # A cancelled or finished run keeps the node it showed.
-            assignments.append(
-                "current_node = CASE WHEN status = 'running' THEN {} ELSE current_node END"
+        # other's increments, and grow only by the rows actually inserted: a write
+        # repeated after an error that hid its commit adds nothing twice.
+        if is_postgres() and rows:
+            # One statement, so one commit.
+            sums = [
+                f"(SELECT {expression} FROM step)"
+                for expression in (
+                    "count(*)",
+                    "coalesce(sum(tokens), 0)",
+                    "coalesce(sum(cost_usd), 0)",
+                )
+            ]
+            return await self._retry(
+                lambda: self._update_progress(
+                    run_id,
+                    owner,
+                    sums,
+                    [],
+                    set_node=set_node,
+                    node_id=node_id,
+                    before=f"WITH step AS ({_guarded_step_insert(rows)} {_RETURNING}) ",
+                    before_args=[*step_args, *guard],
+                ),
+                f"recording progress of run {run_id}",
             )
+        inserted: list[dict[str, Any]] = []
+        if rows:
+            # Each statement is retried on its own, so the rows one inserted are known
+            # to the update even if the update is what had to wait.
+            inserted = await self._retry(
+                lambda: WorkflowRun.raw(
+                    f"{_guarded_step_insert(rows)} {_RETURNING}",
+                    *step_args,
+                    *guard,
+                ),
+                f"recording steps of run {run_id}",
+            )
+        sums_args = [
+            len(inserted),
+            sum(r["tokens"] or 0 for r in inserted),
+            float(sum(r["cost_usd"] or 0.0 for r in inserted)),
+        ]
+        return await self._retry(
+            lambda: self._update_progress(
+                run_id, owner, ["{}", "{}", "{}"], sums_args, set_node=set_node, node_id=node_id
+            ),
+            f"recording progress of run {run_id}",
+        )
+
+    async def _update_progress(
+        self,
+        run_id: str,
+        owner: str,
+        sums: Sequence[str],
+        sum_args: Sequence[Any],
+        *,
+        set_node: bool,
+        node_id: str | None,
+        before: str = "",
+        before_args: Sequence[Any] = (),
+    ) -> bool:
+        assignments = [
+            f"heartbeat_at = {db_now()}",
+            f"steps_done = steps_done + {sums[0]}",
+            f"total_tokens = total_tokens + {sums[1]}",
+            f"total_cost_usd = total_cost_usd + {sums[2]}",
+        ]
+        args: list[Any] = [*sum_args]
+        if set_node:
+            assignments.append("current_node = {}")
             args.append(node_id)
         update = (
-            f"UPDATE workflow_run SET {', '.join(assignments)} WHERE id = {{}}"
+            f"{before}UPDATE workflow_run SET {', '.join(assignments)}"
+            " WHERE id = {} AND status = 'running' AND owner = {}"
             + self._progress_commit()
             + " RETURNING status"
         )
-        args.append(uuid.UUID(run_id))
-        step_args = [value for row in rows for value in row.values()]
-        if rows and _is_postgres():
-            # One statement, so one commit.
-            result = await WorkflowRun.raw(
-                f"WITH step AS ({_insert('step_run', rows)}) {update}", *step_args, *args
-            )
-        else:
-            if rows:
-                await WorkflowRun.raw(_insert("step_run", rows), *step_args)
-            result = await WorkflowRun.raw(update, *args)
-        return bool(result) and result[0]["status"] == "running"
+        result = await WorkflowRun.raw(update, *before_args, *args, uuid.UUID(run_id), owner)
+        return bool(result)
+
+    async def _retry(self, write: Callable[[], Any], what: str) -> Any:
+        return await retrying(write, what=what, within=self.retry_within)
 
     @staticmethod
     def _progress_commit() -> str:
-        """A condition that makes a progress write (heartbeat, node, step row) commit
-        without waiting for PostgreSQL's WAL flush, which is most of its cost.
+        """A condition that makes a progress write (node, step row) commit without
+        waiting for PostgreSQL's WAL flush, which is most of its cost.
 
         A database crash can lose the last fraction of a second of such writes, never a
-        change of status: claim, finish and cancel commit synchronously, and a synchronous
-        commit flushes every earlier one, so a finished run has all its steps on disk.
+        change of status: claim, finish, cancel and interrupt commit synchronously, and a
+        synchronous commit flushes every earlier one, so whatever ended a run, the steps
+        written before it are on disk. Progress writes are refused once the run is not
+        running for its owner, so none can come after that commit.
         SQLite under WAL with synchronous=NORMAL already commits this way.
         """
-        if _is_postgres():
+        if is_postgres():
             return " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
         return ""
 
@@ -329,16 +445,19 @@ class RunStore:
         run_id: str,
         *,
         status: str,
+        owner: str | None = None,
         outputs: dict[str, Any] | None = None,
         error_type: str | None = None,
         error_message: str | None = None,
         error_node: str | None = None,
     ) -> bool:
-        """End a running run. False when it had already ended (cancelled meanwhile)."""
+        """End an active run (only `owner`'s, when given). False when it had already
+        ended, or belongs to another process."""
+        mine = " AND owner = {}" if owner is not None else ""
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = {}, completed_at = {}, outputs = {},"
             " error_type = {}, error_message = {}, error_node = {}, current_node = NULL"
-            f" WHERE id = {{}} AND status IN ({_ACTIVE}) RETURNING id",
+            f" WHERE id = {{}} AND status IN ({_ACTIVE}){mine} RETURNING id",
             status,
             self.clock(),
             json.dumps(outputs) if outputs is not None else None,
@@ -346,16 +465,51 @@ class RunStore:
             error_message,
             error_node,
             uuid.UUID(run_id),
+            *([owner] if owner is not None else []),
         )
         return bool(rows)
 
-    async def heartbeat(self, run_id: str) -> None:
+    async def release(self, run_id: str, owner: str) -> bool:
+        """Hand a running run back: pending again, with no owner and no steps, so that
+        another process starts it from the beginning. Only `owner`'s own run."""
+        run = uuid.UUID(run_id)
         await WorkflowRun.raw(
-            "UPDATE workflow_run SET heartbeat_at = {} WHERE id = {} AND status = 'running'"
-            + self._progress_commit(),
-            self.clock(),
-            uuid.UUID(run_id),
+            "DELETE FROM step_run WHERE run = {} AND EXISTS (SELECT 1 FROM workflow_run"
+            " WHERE id = {} AND status = 'running' AND owner = {})",
+            run,
+            run,
+            owner,
         )
+        rows = await WorkflowRun.raw(
+            "UPDATE workflow_run SET status = 'pending', owner = NULL, started_at = NULL,"
+            f" current_node = NULL, steps_done = 0, heartbeat_at = {db_now()}"
+            " WHERE id = {} AND status = 'running' AND owner = {} RETURNING id",
+            run,
+            owner,
+        )
+        return bool(rows)
+
+    async def release_pending(self, owner: str) -> list[str]:
+        """Give up `owner`'s pending runs (a process that stops before starting them)."""
+        rows = await WorkflowRun.raw(
+            "UPDATE workflow_run SET owner = NULL WHERE status = 'pending' AND owner = {}"
+            " RETURNING id",
+            owner,
+        )
+        return [str(r["id"]) for r in rows]
+
+    async def adopt_pending(self, owner: str, *, limit: int = 100) -> list[str]:
+        """Take pending runs that belong to no process (handed back, or left by a process
+        that died) for `owner` to execute. The embedded mode only: in the queue mode
+        such runs wait for a worker."""
+        rows = await WorkflowRun.raw(
+            "UPDATE workflow_run SET owner = {} WHERE id IN (SELECT id FROM workflow_run"
+            " WHERE status = 'pending' AND owner IS NULL ORDER BY created_at LIMIT {})"
+            " AND status = 'pending' AND owner IS NULL RETURNING id",
+            owner,
+            limit,
+        )
+        return [str(r["id"]) for r in rows]
 
     async def status_of(self, run_id: str) -> str | None:
         row = await (
@@ -385,8 +539,16 @@ class RunStore:
         )
         return bool(rows)
 
-    async def fail_interrupted(self, run_id: str, message: str) -> bool:
-        """Fail one pending or running run as interrupted; False if it had already ended."""
+    async def fail_interrupted(
+        self, run_id: str, message: str, *, owner: str | None = None
+    ) -> bool:
+        """Fail one pending or running run as interrupted (only while `owner` holds it,
+        when given); False if it had already ended."""
+        condition = (WorkflowRun.id == uuid.UUID(run_id)) & WorkflowRun.status.is_in(
+            ACTIVE_STATUSES
+        )
+        if owner is not None:
+            condition = condition & (WorkflowRun.owner == owner)
         rows = await (
             WorkflowRun.update(
                 {
@@ -397,75 +559,81 @@ class RunStore:
                     WorkflowRun.current_node: None,
                 }
             )
-            .where(
-                (WorkflowRun.id == uuid.UUID(run_id)) & WorkflowRun.status.is_in(ACTIVE_STATUSES)
-            )
+            .where(condition)
             .returning(WorkflowRun.id)
         )
         return bool(rows)
 
-    async def pending_of(self, owner: str, *, created_before: datetime) -> list[str]:
-        """Pending runs created by `owner` before the given time."""
-        rows = await (
-            WorkflowRun.select(WorkflowRun.id)
-            .where(
-                (WorkflowRun.status == "pending")
-                & (WorkflowRun.owner == owner)
-                & (WorkflowRun.created_at < created_before)
-            )
-            .limit(500)
+    async def pending_of(self, owner: str, *, waiting_for: float) -> list[str]:
+        """`owner`'s pending runs created at least `waiting_for` seconds ago (database time)."""
+        rows = await WorkflowRun.raw(
+            "SELECT id FROM workflow_run WHERE status = 'pending' AND owner = {}"
+            f" AND heartbeat_at < {db_ago()} LIMIT 500",
+            owner,
+            waiting_for,
         )
         return [str(r["id"]) for r in rows]
 
-    async def active_owners(self, prefix: str) -> list[str]:
-        """Distinct owners, starting with `prefix`, of runs that are pending or running."""
-        rows = await (
-            WorkflowRun.select(WorkflowRun.owner)
-            .where(WorkflowRun.status.is_in(ACTIVE_STATUSES) & WorkflowRun.owner.like(f"{prefix}%"))
-            .distinct()
+    async def running_of(self, owner: str) -> list[str]:
+        rows = await WorkflowRun.raw(
+            "SELECT id FROM workflow_run WHERE status = 'running' AND owner = {}", owner
+        )
+        return [str(r["id"]) for r in rows]
+
+    async def owners_gone(self) -> list[str]:
+        """Owners of active runs whose process is known to have stopped."""
+        rows = await WorkflowRun.raw(
+            f"SELECT DISTINCT owner FROM workflow_run WHERE status IN ({_ACTIVE})"
+            " AND owner IN (SELECT id FROM run_process WHERE stopped_at IS NOT NULL)"
         )
         return [r["owner"] for r in rows]
 
-    async def interrupt_orphans(
-        self, *, dead_owners: Sequence[str], stale_before: datetime
-    ) -> list[str]:
-        """Fail, as interrupted, active runs owned by a dead process or whose heartbeat
-        is older than `stale_before`. Returns their ids.
+    async def interrupt_runs_of(self, owner: str, why: str) -> list[str]:
+        """The process `owner` is gone: fail its running runs as interrupted, and give
+        its pending runs (created but never started) to whoever executes runs next."""
+        rows = await WorkflowRun.raw(
+            "UPDATE workflow_run SET status = 'failed', completed_at = {},"
+            " error_type = 'Interrupted', error_message = {}, current_node = NULL"
+            " WHERE status = 'running' AND owner = {} RETURNING id",
+            self.clock(),
+            f"interrupted while it ran: {why}. Restart the run.",
+            owner,
+        )
+        await WorkflowRun.raw(
+            "UPDATE workflow_run SET owner = NULL WHERE status = 'pending' AND owner = {}",
+            owner,
+        )
+        return [str(r["id"]) for r in rows]
 
-        Each update re-checks its condition, so a run whose heartbeat moves
-        meanwhile is left alone.
-        """
-        stale = WorkflowRun.heartbeat_at < stale_before
-        groups = [
-            (WorkflowRun.owner == owner, f"the process that ran it ({owner}) stopped")
-            for owner in dead_owners
-        ]
-        groups.append((stale, "its process stopped sending heartbeats"))
-        failed: list[str] = []
-        for orphan, why in groups:
-            for status, when in (("pending", "before it started"), ("running", "while it ran")):
-                condition = (WorkflowRun.status == status) & orphan
-                if status == "pending":
-                    # A pending run without an owner waits in the queue; the queue's
-                    # reconciler looks after it, however long it waits.
-                    condition = condition & WorkflowRun.owner.is_not_null()
-                rows = await (
-                    WorkflowRun.update(
-                        {
-                            WorkflowRun.status: "failed",
-                            WorkflowRun.completed_at: self.clock(),
-                            WorkflowRun.error_type: "Interrupted",
-                            WorkflowRun.error_message: (
-                                f"interrupted {when}: {why}. Restart the run."
-                            ),
-                            WorkflowRun.current_node: None,
-                        }
-                    )
-                    .where(condition)
-                    .returning(WorkflowRun.id)
-                )
-                failed.extend(str(r["id"]) for r in rows)
-        return failed
+    async def interrupt_unknown_owners(self, stale_after: float) -> list[str]:
+        """Fail running runs whose owner is no registered process (written by an older
+        version) and whose heartbeat is older than `stale_after` seconds."""
+        rows = await WorkflowRun.raw(
+            "UPDATE workflow_run SET status = 'failed', completed_at = {},"
+            " error_type = 'Interrupted', error_message = {}, current_node = NULL"
+            f" WHERE status = 'running' AND heartbeat_at < {db_ago()}"
+            " AND NOT EXISTS (SELECT 1 FROM run_process p WHERE p.id = workflow_run.owner)"
+            " RETURNING id",
+            self.clock(),
+            "interrupted while it ran: its process stopped sending heartbeats. Restart the run.",
+            stale_after,
+        )
+        return [str(r["id"]) for r in rows]
+
+    async def executor_of(self, owner: str | None) -> Executor | None:
+        if not owner:
+            return None
+        return (await self._executors([owner])).get(owner)
+
+    async def _executors(self, owners: Iterable[str | None]) -> dict[str, Executor]:
+        wanted = sorted({o for o in owners if o})
+        if not wanted:
+            return {}
+        marks = ", ".join("{}" for _ in wanted)
+        rows = await WorkflowRun.raw(
+            f"SELECT id, kind, host, pid FROM run_process WHERE id IN ({marks})", *wanted
+        )
+        return {r["id"]: Executor(r["id"], r["kind"], r["host"], r["pid"]) for r in rows}
 
     # -- reading ---------------------------------------------------------------
 
@@ -494,8 +662,8 @@ class RunStore:
         )
         if row is None:
             return None
-        children = await self._children([parsed])
-        summary = (await self._with_lineage([row], children))[0]
+        chains = await self._chains([parsed])
+        summary = (await self._with_lineage([row], chains))[0]
         steps = await (
             StepRun.select(
                 StepRun.node_id,
@@ -509,12 +677,13 @@ class RunStore:
                 StepRun.error,
                 StepRun.tokens,
                 StepRun.tries,
+                StepRun.cost_usd,
             )
             .where(StepRun.run == parsed)
             .order_by(StepRun.step_order)
             .order_by(StepRun.item_index)
         )
-        child_rows = children.get(str(parsed), [])
+        child = chains.get(str(parsed), (None, None))[0]
         inputs = _load(row["inputs"])
         outputs = _load(row["outputs"])
         return RunDetail(
@@ -535,10 +704,11 @@ class RunStore:
                     error=s["error"],
                     tokens=s["tokens"] or 0,
                     tries=s["tries"] or 1,
+                    cost_usd=float(s["cost_usd"] or 0.0),
                 )
                 for s in steps
             ),
-            restarted_as_runs=tuple(_summary(c) for c in child_rows),
+            restarted_as_runs=(_summary(child),) if child is not None else (),
         )
 
     async def get_snapshot(self, run_id: str) -> tuple[RunSummary, Any, dict[str, Any]] | None:
@@ -550,7 +720,7 @@ class RunStore:
         )
         if detail_row is None:
             return None
-        # No lineage here: the database refuses a second active restart by itself.
+        # No lineage here: the database refuses a second restart by itself.
         inputs = _load(detail_row["inputs"])
         return _summary(detail_row), _load(detail_row["config_snapshot"]), inputs
 
@@ -639,38 +809,55 @@ class RunStore:
         )
         return [r["n"] for r in rows]
 
-    async def _children(self, parent_ids: Iterable[uuid.UUID]) -> dict[str, list[dict[str, Any]]]:
-        ids = list(parent_ids)
+    async def _chains(
+        self, root_ids: Iterable[uuid.UUID]
+    ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        """For each run that was restarted: its restart and the latest attempt of the
+        chain that follows (the same run when the chain is one restart long). One
+        recursive query for all, along the index on `restarted_from`."""
+        ids = list(root_ids)
         if not ids:
             return {}
-        rows = await (
-            WorkflowRun.select(*_SUMMARY_COLUMNS)
-            .where(WorkflowRun.restarted_from.is_in(ids))
-            .order_by(WorkflowRun.created_at, WorkflowRun.id, ascending=False)
+        marks = ", ".join("{}" for _ in ids)
+        columns = ", ".join(f"r.{c._meta.db_column_name}" for c in _SUMMARY_COLUMNS)
+        rows = await WorkflowRun.raw(
+            "WITH RECURSIVE chain(root, id, depth) AS ("
+            f" SELECT restarted_from, id, 1 FROM workflow_run WHERE restarted_from IN ({marks})"
+            " UNION ALL"
+            " SELECT chain.root, w.id, chain.depth + 1 FROM chain"
+            " JOIN workflow_run w ON w.restarted_from = chain.id WHERE chain.depth < 10000"
+            f") SELECT chain.root AS lineage_root, chain.depth AS lineage_depth, {columns}"
+            " FROM chain JOIN workflow_run r ON r.id = chain.id",
+            *ids,
         )
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            grouped.setdefault(str(row["restarted_from"]), []).append(row)
-        return grouped
+        found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for row in sorted(rows, key=lambda r: r["lineage_depth"]):
+            root = str(row["lineage_root"])
+            first = found[root][0] if root in found else row
+            found[root] = (first, row)
+        return found
 
     async def _with_lineage(
         self,
         rows: Sequence[dict[str, Any]],
-        children: dict[str, list[dict[str, Any]]] | None = None,
+        chains: dict[str, tuple[dict[str, Any], dict[str, Any]]] | None = None,
     ) -> list[RunSummary]:
-        """Attach `restarted_as` and the active restart with one query for all rows."""
-        if children is None:
-            children = await self._children(r["id"] for r in rows)
+        """Attach `restarted_as`, the chain's latest attempt and the executing process,
+        with one query each for all rows."""
+        if chains is None:
+            chains = await self._chains(r["id"] for r in rows)
+        executors = await self._executors(r["owner"] for r in rows)
         result = []
         for row in rows:
-            kids = children.get(str(row["id"]), [])
-            active = next((k for k in kids if k["status"] in ACTIVE_STATUSES), None)
+            child, tip = chains.get(str(row["id"]), (None, None))
+            latest = _summary(tip) if tip is not None else None
             result.append(
                 _summary(
                     row,
-                    [str(k["id"]) for k in kids],
-                    _summary(active) if active is not None else None,
-                    _summary(kids[0]) if kids else None,
+                    [str(child["id"])] if child is not None else [],
+                    latest if latest is not None and latest.is_active else None,
+                    latest,
+                    executors.get(row["owner"]),
                 )
             )
         return result

@@ -15,7 +15,14 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
-__all__ = ["ACTIVE_STATUSES", "RUN_STATUSES", "TERMINAL_STATUSES", "StepRun", "WorkflowRun"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "RUN_STATUSES",
+    "TERMINAL_STATUSES",
+    "RunProcess",
+    "StepRun",
+    "WorkflowRun",
+]
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ACTIVE_STATUSES = ("pending", "running")
@@ -28,8 +35,8 @@ class WorkflowRun(Table, tablename="workflow_run"):
     `config_snapshot` is the resolved spec the run executed, so a restart never
     needs the original file. `restarted_from`/`attempt` form the lineage;
     "restarting" is derived (a child run is pending or running), never stored.
-    `owner`/`heartbeat_at` let a later process tell a live run from one whose
-    process died.
+    `owner` is the instance id of the process executing it (a `RunProcess`), whose
+    heartbeat tells a live run from one whose process died.
     """
 
     id = UUID(primary_key=True)
@@ -74,3 +81,27 @@ class StepRun(Table, tablename="step_run"):
     error = Text(null=True, default=None)
     tokens = Integer(default=0)
     tries = Integer(default=1)
+    cost_usd = DoublePrecision(default=0.0)
+
+
+class RunProcess(Table, tablename="run_process"):
+    """A dashboard, worker or CLI process that executes runs, with its heartbeat.
+
+    `id` is a random instance id, written into the `owner` of the runs it executes. A
+    run is dead when its process's heartbeat is stale in the database's own time, so
+    neither a skewed host clock nor a shared hostname can fail a live run. `boot_id`
+    and `pid_ns` let a process on the same kernel and in the same PID namespace tell
+    sooner, by the pid, that another has died.
+    """
+
+    id = Varchar(length=64, primary_key=True)
+    kind = Varchar(length=20)
+    host = Varchar(length=255)
+    pid = Integer()
+    pid_ns = Varchar(length=64, null=True, default=None)
+    boot_id = Varchar(length=64, null=True, default=None)
+    started_at = Timestamptz(default=TimestamptzNow())
+    heartbeat_at = Timestamptz(default=TimestamptzNow())
+    # Set when the process stopped cleanly or was declared dead; never cleared.
+    stopped_at = Timestamptz(null=True, default=None)
+    stop_reason = Text(null=True, default=None)

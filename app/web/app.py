@@ -7,6 +7,8 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,11 +29,11 @@ from litestar.template.config import TemplateConfig
 
 from app.services.demo import seed_demo
 from app.services.runs import RunService
-from app.services.scheduling import BackgroundScheduler, Scheduler
+from app.services.scheduling import Scheduler
+from app.services.supervisor import RunSupervisor
+from app.services.wiring import build_services
 from app.settings import Settings
 from app.store import db
-from app.store.queue import QueueStore
-from app.store.runs import RunStore
 from app.web.auth import TokenBook, authenticate
 from app.web.errors import exception_handlers
 from app.web.formatting import FILTERS, build_url
@@ -100,14 +102,37 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def _recover_periodically(service: RunService, interval: float) -> None:
+async def _recover_periodically(runs: RunService, interval: float, *, adopts: bool) -> None:
+    supervisor = runs.supervisor
     while True:
         await asyncio.sleep(interval)
         try:
-            await service.recover_interrupted()
-            await service.resume_own_pending()
+            await supervisor.recover()
+            if adopts:
+                await supervisor.adopt(runs.execute_run)
+                await supervisor.resume_own(runs.execute_run)
         except Exception:  # a failed sweep must not end the loop; the next one retries
             log.exception("recovering interrupted runs failed")
+
+
+def _drain_on_signals(supervisor: RunSupervisor) -> None:
+    """Start draining the moment uvicorn is told to stop, before it waits for the
+    requests and background tasks in flight: runs then reach their next node and are
+    handed back instead of being cut off when the wait runs out. uvicorn's own
+    handlers stay in charge of the rest."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread handles signals (a test client runs elsewhere)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(supervisor.begin_drain)
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
 
 
 def create_app(
@@ -125,25 +150,9 @@ def create_app(
     share the database engine from another event loop (a pool belongs to one loop).
     """
     settings = settings or Settings.from_env()
-    store = RunStore(clock=clock)
-    queued = settings.execution == "queue"
-    runs = RunService(
-        store,
-        heartbeat_seconds=settings.heartbeat_seconds,
-        stale_after_seconds=settings.stale_after_seconds,
-        max_inputs_bytes=settings.max_inputs_bytes,
-        executes_locally=not queued,
-    )
-    queue_app = None
-    if scheduler is not None:
-        chosen: Scheduler = scheduler(runs)
-    elif queued:
-        from app.services.queue import QueueScheduler, build_queue_app
-
-        queue_app = build_queue_app(settings.database_url)
-        chosen = QueueScheduler(queue_app, runs)
-    else:
-        chosen = BackgroundScheduler(runs)
+    services = build_services(settings, kind="dashboard", clock=clock, scheduler=scheduler)
+    runs, supervisor, queue_app = services.runs, services.supervisor, services.queue_app
+    embedded = settings.execution != "queue"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -154,19 +163,24 @@ def create_app(
             await db.open_pool()
         if queue_app is not None:
             await queue_app.open_async()
-        await runs.recover_interrupted()
+        await supervisor.start()
+        await supervisor.recover()
+        if embedded:
+            await supervisor.adopt(runs.execute_run)
+        _drain_on_signals(supervisor)
         sweeper = asyncio.create_task(
-            _recover_periodically(runs, settings.recovery_interval_seconds)
+            _recover_periodically(runs, settings.recovery_interval_seconds, adopts=embedded)
         )
         demo_tasks = await seed_demo(runs) if demo else []
         try:
             yield
         finally:
-            for task in demo_tasks:
-                task.cancel()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await supervisor.stop()
+            for task in demo_tasks:
+                task.cancel()
             if queue_app is not None:
                 await queue_app.close_async()
             await db.close()
@@ -193,11 +207,8 @@ def create_app(
         state=State(
             {
                 "settings": settings,
-                "store": store,
                 "runs": runs,
                 "clock": clock,
-                "scheduler": chosen,
-                "queue_store": QueueStore() if queued else None,
                 "tokens": TokenBook(settings),
             }
         ),

@@ -69,7 +69,9 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         return Redirect(target, status_code=303)
     if fmt == "json":
         return Response(
-            {"error": message, "code": code}, status_code=status, media_type=MediaType.JSON
+            {"error": message, "code": code, **(exc.extra if isinstance(exc, AppError) else {})},
+            status_code=status,
+            media_type=MediaType.JSON,
         )
     run = getattr(exc, "run", None)
     if fmt == "htmx":

@@ -8,7 +8,7 @@ from litestar import Request
 from litestar.enums import MediaType
 from litestar.response import Template
 
-__all__ = ["Answer", "answer_format", "template", "wants_row"]
+__all__ = ["Answer", "answer_format", "row_target", "template", "wants_row"]
 
 Answer = Literal["html", "htmx", "json"]
 
@@ -28,6 +28,12 @@ def wants_row(request: Request[Any, Any, Any], run_id: str) -> bool:
     """True when htmx will swap the answer into this run's table row."""
     target = request.headers.get("hx-target", "")
     return target in (f"run-{run_id}", f"tr#run-{run_id}", f"#run-{run_id}")
+
+
+def row_target(request: Request[Any, Any, Any]) -> str | None:
+    """The run whose table row htmx will swap the answer into, if any."""
+    target = request.headers.get("hx-target", "").removeprefix("tr").removeprefix("#")
+    return target.removeprefix("run-") if target.startswith("run-") else None
 
 
 def template(name: str, status_code: int = 200, **context: Any) -> Template:

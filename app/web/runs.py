@@ -11,19 +11,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency, Provide
 from litestar.enums import MediaType
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
-from app.errors import AppError, SchedulingFailed
+from app.errors import AppError
 from app.services.runs import RunService
 from app.store.models import Cursor, RunFilters
-from app.store.runs import RunStore
 from app.store.tables import RUN_STATUSES
 from app.web import schemas
 from app.web.auth import requires_operator
-from app.web.render import answer_format, template
+from app.web.render import answer_format, row_target, template
 from app.web.serializers import detail_json, page_json, run_json
 
 __all__ = ["RunController"]
@@ -42,8 +42,8 @@ def provide_runs(request: Request[Any, Any, Any]) -> RunService:
     return request.app.state.runs
 
 
-def provide_store(request: Request[Any, Any, Any]) -> RunStore:
-    return request.app.state.store
+async def _await(work: Any) -> None:
+    await work
 
 
 def _cursor(token: str | None, name: str) -> Cursor | None:
@@ -100,17 +100,16 @@ class RunController(Controller):
     path = "/workflows"
     dependencies = {
         "runs": Provide(provide_runs, sync_to_thread=False),
-        "store": Provide(provide_store, sync_to_thread=False),
         "list_query": Provide(provide_list_query, sync_to_thread=False),
     }
 
     async def _page(
-        self, request: Request[Any, Any, Any], store: RunStore, query: ListQuery, *, partial: bool
+        self, request: Request[Any, Any, Any], runs: RunService, query: ListQuery, *, partial: bool
     ) -> Response[Any]:
-        page = await store.list_runs(query.filters, query.cursor, query.limit, before=query.before)
+        page = await runs.list_runs(query.filters, query.cursor, query.limit, before=query.before)
         fmt = answer_format(request)
         if fmt == "json":
-            inputs = await store.inputs_outputs([r.id for r in page.runs])
+            inputs = await runs.inputs_outputs([r.id for r in page.runs])
             return Response(page_json(page, inputs), media_type=MediaType.JSON)
         context = {
             "page": page,
@@ -120,11 +119,10 @@ class RunController(Controller):
         }
         if fmt == "htmx" or partial:
             return template("runs/_table.html", **context)
-        queue_store = request.app.state.queue_store
         return template(
             "runs/index.html",
-            workflow_names=await store.workflow_names(),
-            stats=await queue_store.stats() if queue_store else None,
+            workflow_names=await runs.workflow_names(),
+            stats=await runs.queue_stats(),
             **context,
         )
 
@@ -132,20 +130,20 @@ class RunController(Controller):
     async def list_runs(
         self,
         request: Request[Any, Any, Any],
-        store: NamedDependency[RunStore],
+        runs: NamedDependency[RunService],
         list_query: NamedDependency[ListQuery],
     ) -> Response[Any]:
         """Runs newest first: the page, the table partial for htmx, or JSON."""
-        return await self._page(request, store, list_query, partial=False)
+        return await self._page(request, runs, list_query, partial=False)
 
     @get("/table", name="runs:table", summary="The run table partial", responses=schemas.LIST)
     async def runs_table(
         self,
         request: Request[Any, Any, Any],
-        store: NamedDependency[RunStore],
+        runs: NamedDependency[RunService],
         list_query: NamedDependency[ListQuery],
     ) -> Response[Any]:
-        return await self._page(request, store, list_query, partial=True)
+        return await self._page(request, runs, list_query, partial=True)
 
     @get(
         "/{run_id:str}",
@@ -199,19 +197,13 @@ class RunController(Controller):
     ) -> Response[Any]:
         """Create the new pending run, schedule it, and answer at once.
 
-        404: no such run. 400: the run, or a restart of it, is pending or running.
-        500: the stored snapshot is unusable, or scheduling failed (no run is left behind).
+        404: no such run. 400: the run is pending or running, or was already restarted
+        (a run is restarted once; restart its latest attempt). 500: the stored snapshot
+        is unusable, or scheduling failed (no run is left behind).
         """
         fmt = answer_format(request)
         result = await runs.restart(run_id, trigger="api" if fmt == "json" else "dashboard")
-        try:
-            background = await request.app.state.scheduler.schedule(result.run_id)
-        except Exception as exc:
-            await runs.abandon(result.run_id)
-            raise SchedulingFailed(
-                f"run {result.original.short_id} could not be scheduled: {exc}",
-                run=result.original,
-            ) from exc
+        background = BackgroundTask(_await, result.work) if result.work is not None else None
         if fmt == "json":
             return Response(
                 {
@@ -226,7 +218,10 @@ class RunController(Controller):
             )
         if fmt == "html":
             return Redirect(f"/workflows/{result.run_id}", status_code=303, background=background)
-        original = await runs.get_summary(result.original.id)
+        # Restarting the latest attempt from an earlier run's row: that row shows its
+        # chain restarting.
+        shown = row_target(request) or result.original.id
+        original = await runs.get_summary(shown)
         new_run = await runs.get_summary(result.run_id)
         response = template(
             "runs/_restarted.html",
@@ -253,7 +248,6 @@ class RunController(Controller):
         run_id: FromPath[str],
     ) -> Response[Any]:
         run = await runs.cancel(run_id)
-        await request.app.state.scheduler.cancelled(run.id)
         fmt = answer_format(request)
         if fmt == "json":
             return Response(

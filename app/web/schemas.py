@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from litestar.openapi.datastructures import ResponseSpec
 
@@ -13,6 +13,15 @@ class RunError(TypedDict):
     type: str | None
     message: str | None
     node: str | None
+
+
+class Executor(TypedDict):
+    """The process that executed the run (its instance id is the run's owner)."""
+
+    instance: str
+    kind: str
+    host: str
+    pid: int
 
 
 class Run(TypedDict):
@@ -36,6 +45,7 @@ class Run(TypedDict):
     steps_total: int
     steps_done: int
     current_node: str | None
+    executed_by: Executor | None
 
 
 class Step(TypedDict):
@@ -50,6 +60,7 @@ class Step(TypedDict):
     error: str | None
     tokens: int
     tries: int
+    cost_usd: float
 
 
 class RunDetail(Run):
@@ -82,6 +93,13 @@ class Error(TypedDict):
     code: str
 
 
+class RestartRefused(Error):
+    """400 `already_restarted`: a run is restarted once; restart its latest attempt."""
+
+    restarted_as: NotRequired[str]
+    latest_attempt: NotRequired[str]
+
+
 def _ok(model: type, what: str) -> dict[int, ResponseSpec]:
     return {200: ResponseSpec(data_container=model, description=what, generate_examples=False)}
 
@@ -101,6 +119,15 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
 LIST = {**_ok(RunList, "Runs, newest first (JSON with Accept: application/json)"), **_errors(400)}
 RUN = {**_ok(Run, "The run"), **_errors(404)}
 DETAIL = {**_ok(RunDetail, "The run with its steps and config snapshot"), **_errors(404)}
-RESTART = {**_ok(Restarted, "The new run was created and scheduled"), **_errors(400, 404, 500)}
+RESTART = {
+    **_ok(Restarted, "The new run was created and scheduled"),
+    **_errors(404, 500),
+    400: ResponseSpec(
+        data_container=RestartRefused,
+        description="The run is pending or running (`invalid_state`), or was already"
+        " restarted (`already_restarted`, naming its restart and the latest attempt)",
+        generate_examples=False,
+    ),
+}
 CANCEL = {**_ok(Cancelled, "The run was cancelled"), **_errors(400, 404)}
 ERRORS = _errors

@@ -38,7 +38,15 @@ def run_json(run: RunSummary, *, inputs: Any = None, outputs: Any = None) -> dic
         "steps_total": run.steps_total,
         "steps_done": run.steps_done,
         "current_node": run.current_node,
+        "executed_by": _executor(run),
     }
+
+
+def _executor(run: RunSummary) -> dict[str, Any] | None:
+    who = run.executed_by
+    if who is None:
+        return None
+    return {"instance": who.instance, "kind": who.kind, "host": who.host, "pid": who.pid}
 
 
 def _step_json(step: StepView) -> dict[str, Any]:
@@ -54,6 +62,7 @@ def _step_json(step: StepView) -> dict[str, Any]:
         "error": step.error,
         "tokens": step.tokens,
         "tries": step.tries,
+        "cost_usd": step.cost_usd,
     }
 
 

@@ -16,9 +16,9 @@ __all__ = ["WorkersController"]
 class WorkersController(Controller):
     @get("/workers", name="workers:list", summary="Queue workers and what they run")
     async def list_workers(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        queue_store = request.app.state.queue_store
-        workers = await queue_store.workers() if queue_store else []
-        stats = await queue_store.stats() if queue_store else None
+        runs = request.app.state.runs
+        stats = await runs.queue_stats()
+        workers = await runs.workers() if stats is not None else []
         if answer_format(request) == "json":
             return Response(
                 {
@@ -26,8 +26,14 @@ class WorkersController(Controller):
                     "workers": [
                         {
                             "id": w.id,
-                            "last_heartbeat": iso(w.last_heartbeat),
+                            "host": w.host,
+                            "pid": w.pid,
+                            "started_at": iso(w.started_at),
+                            "last_heartbeat": iso(w.heartbeat_at),
+                            "silent_seconds": round(w.silent_for, 1),
                             "alive": w.alive,
+                            "stopped_at": iso(w.stopped_at) or None,
+                            "stop_reason": w.stop_reason,
                             "runs": list(w.runs),
                         }
                         for w in workers
@@ -46,8 +52,7 @@ class WorkersController(Controller):
 
     @get("/workflows/queue", name="workers:strip", summary="The queue strip of the run list")
     async def queue_strip(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        queue_store = request.app.state.queue_store
-        stats = await queue_store.stats() if queue_store else None
+        stats = await request.app.state.runs.queue_stats()
         if answer_format(request) == "json":
             return Response(_stats_json(stats), media_type=MediaType.JSON)
         return template("runs/_queue.html", stats=stats, now=request.app.state.clock())

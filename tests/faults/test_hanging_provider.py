@@ -14,10 +14,8 @@ import openai
 import pytest
 from bs4 import BeautifulSoup
 from litestar.testing import AsyncTestClient
-from support import HX, app_settings
+from support import HX, app_settings, new_service
 
-from app.services.runs import RunService
-from app.store.runs import RunStore
 from app.store.tables import StepRun
 from app.web.app import create_app
 from app.workflows.loader import parse_workflow
@@ -106,7 +104,7 @@ async def test_hanging_provider_times_out_and_the_row_says_so(
         )
         provider_name = "openai"
     spec = parse_workflow(WORKFLOW.format(llm=llm, timeout=TIMEOUT))
-    service = RunService(RunStore())
+    service = new_service()
     run_id = await service.create_run(spec, {"topic": "tides"})
 
     began = time.monotonic()

@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 from factories import ECHO_SNAPSHOT, make_run
-from support import BACKEND, FROZEN_NOW
+from support import BACKEND, FROZEN_NOW, new_service
 
 from app.services.runs import RunService
 from app.store import db
-from app.store.runs import RunStore
 from app.store.tables import StepRun, WorkflowRun
 from app.workflows.loader import workflow_from_snapshot
 
@@ -41,7 +40,7 @@ def _run_in_thread(writers: list[Writer], barrier: threading.Barrier) -> list[Ba
     """Run `writers` concurrently on a fresh event loop; return what they raised."""
 
     async def main() -> list[BaseException]:
-        service = RunService(RunStore())
+        service = new_service()
         barrier.wait()
         try:
             results = await asyncio.gather(*(w(service) for w in writers), return_exceptions=True)
@@ -79,16 +78,21 @@ async def test_two_hundred_concurrent_writers(empty_db: str) -> None:
     def increment(i: int) -> Writer:
         async def write(s: RunService) -> None:
             for k in range(STEPS_EACH):
-                await s.store.record_step(
+                await s.store.record_steps(
                     counter_run,
-                    node_id=f"node_{i}_{k}",
-                    order=i,
-                    item_index=k,
-                    status="completed",
-                    started_at=started_at,
-                    output={"i": i},
-                    tokens=i + 1,
-                    cost_usd=0.5,
+                    "test-host:1",
+                    [
+                        {
+                            "node_id": f"node_{i}_{k}",
+                            "order": i,
+                            "item_index": k,
+                            "status": "completed",
+                            "started_at": started_at,
+                            "output": {"i": i},
+                            "tokens": i + 1,
+                            "cost_usd": 0.5,
+                        }
+                    ],
                 )
 
         return write

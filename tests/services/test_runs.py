@@ -8,14 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from factories import fixed_id, make_run
-from support import BACKEND, FROZEN_NOW
+from support import BACKEND, FROZEN_NOW, new_service
 
 from app.errors import (
+    AlreadyRestarted,
     InvalidInputs,
     RunNotCancellable,
     RunNotFound,
@@ -23,7 +23,6 @@ from app.errors import (
     SnapshotUnusable,
 )
 from app.services.runs import RunService, _StoreRecorder
-from app.store.runs import RunStore
 from app.store.tables import StepRun, WorkflowRun
 from app.workflows.loader import load_workflow
 
@@ -40,7 +39,7 @@ EXAMPLE_INPUTS = {
 
 
 def service() -> RunService:
-    return RunService(RunStore(), heartbeat_seconds=0.2)
+    return new_service()
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_INPUTS))
@@ -75,7 +74,7 @@ async def test_flaky_fails_then_its_restart_completes_from_the_snapshot(
     assert "mock" in first.summary.error_message and "summarise" in first.summary.error_message
 
     result = await runs.restart(first.summary.id)
-    assert result.attempt == 2
+    assert result.attempt == 2 and result.work is None
     assert await runs.execute_run(result.run_id) == "completed"
     second = await runs.get_detail(result.run_id)
     assert second.summary.restarted_from == first.summary.id
@@ -113,8 +112,9 @@ async def test_restart_refusals(empty_db: str) -> None:
             await runs.restart(run_id)
     parent = await make_run(3, created_at=FROZEN_NOW, status="failed")
     await make_run(4, created_at=FROZEN_NOW, status="running", restarted_from=parent, attempt=2)
-    with pytest.raises(RunNotRestartable, match="already restarting"):
+    with pytest.raises(AlreadyRestarted, match="already restarted") as refused:
         await runs.restart(parent)
+    assert refused.value.extra == {"restarted_as": fixed_id(4), "latest_attempt": fixed_id(4)}
 
 
 @pytest.mark.parametrize(
@@ -174,7 +174,10 @@ async def test_cancel_stops_a_running_run_before_its_next_node(
     nodes = [
         s["node_id"] for s in await StepRun.select(StepRun.node_id).where(StepRun.run == run_id)
     ]
-    assert nodes == ["plan"]
+    # "plan" finished after the cancel: nothing is added to a run that has ended, and
+    # no node starts after it.
+    assert nodes == []
+    assert (await runs.get_summary(run_id)).current_node is None
     assert (await runs.get_summary(run_id)).status == "cancelled"
     with pytest.raises(RunNotCancellable):
         await runs.cancel(run_id)
@@ -220,18 +223,6 @@ async def test_an_unexpected_error_between_nodes_keeps_the_finished_steps(
     assert detail.summary.steps_done == 1
 
 
-async def test_stale_heartbeat_from_another_host_is_interrupted(empty_db: str) -> None:
-    stale = await make_run(
-        1, created_at=FROZEN_NOW - timedelta(minutes=10), status="running", owner="elsewhere:123"
-    )
-    fresh_owner = await make_run(2, created_at=FROZEN_NOW, status="running", owner="elsewhere:124")
-    failed = await RunService(RunStore(clock=lambda: FROZEN_NOW)).recover_interrupted()
-    assert failed == [stale]
-    summary = await service().get_summary(stale)
-    assert summary.status == "failed" and summary.error_type == "Interrupted"
-    assert (await service().get_summary(fresh_owner)).status == "running"
-
-
 def _wait_for(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -269,30 +260,31 @@ async def test_run_killed_mid_execution_is_failed_as_interrupted_and_restartable
     run_id = str(rows[0]["id"])
     assert (await service().get_summary(run_id)).status == "running"
     started = time.monotonic()
-    assert await service().recover_interrupted() == [run_id]
-    assert time.monotonic() - started < 5
+    # The next process to open the store: same kernel and PID namespace, so the dead
+    # pid tells at once, long before the heartbeat would go stale.
+    assert await service().supervisor.recover() == [run_id]
+    assert time.monotonic() - started < 1
     summary = await service().get_summary(run_id)
     assert summary.status == "failed"
     assert summary.error_type == "Interrupted"
-    restarted = await service().restart(run_id)
+    assert f"(pid {proc.pid})" in summary.error_message
+    assert "has exited" in summary.error_message
+    runs = service()
+    restarted = await runs.restart(run_id)
     assert restarted.attempt == 2
 
 
 async def test_a_pending_run_whose_background_task_never_ran_is_resumed(
     empty_db: str, examples_dir: Path
 ) -> None:
-    from support import FrozenClock
-
-    clock = FrozenClock(FROZEN_NOW)
-    runs = RunService(RunStore(clock=clock))
+    runs = service()
     run_id = await runs.create_run(load_workflow(examples_dir / "echo.yaml"), {"message": "x"})
-    assert await runs.resume_own_pending() == []  # too young: its task may still start
-    clock.now = FROZEN_NOW + timedelta(seconds=10)
-    assert await runs.resume_own_pending() == [run_id]
-    deadline = time.monotonic() + 5
-    while (await runs.get_summary(run_id)).status != "completed":
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    sup = runs.supervisor
+    # Too young: its task may still start.
+    assert await sup.resume_own(runs.execute_run, waiting_for=5) == []
     # Another process's pending runs are not ours to take.
-    other = RunService(RunStore(clock=clock), owner="elsewhere:1")
-    assert await other.resume_own_pending() == []
+    other = service()
+    assert await other.supervisor.resume_own(other.execute_run, waiting_for=0) == []
+    assert await sup.resume_own(runs.execute_run, waiting_for=0) == [run_id]
+    await sup.wait_spawned()
+    assert (await runs.get_summary(run_id)).status == "completed"

@@ -73,19 +73,117 @@ def test_migrate_creates_schema_and_is_idempotent(fresh_url: str) -> None:
     assert first.returncode == 0, first.stderr
     assert "migrations applied" in first.stdout
     tables, indexes = asyncio.run(_schema(fresh_url))
-    assert {"workflow_run", "step_run", "migration"} <= tables
+    assert {"workflow_run", "step_run", "run_process", "migration"} <= tables
     assert {
         "workflow_run_created",
         "workflow_run_status_created",
         "workflow_run_name_created",
         "workflow_run_restarted_from",
-        "workflow_run_one_active_restart",
+        "workflow_run_one_restart",
+        "workflow_run_active_owner",
         "step_run_run_order",
         "workflow_run_name_status_created",
         "workflow_run_active_heartbeat",
     } <= indexes
+    assert "workflow_run_one_active_restart" not in indexes
 
     second = _cli("migrate", url=fresh_url)
     assert second.returncode == 0, second.stderr
     assert "no migrations needed" in second.stdout
     assert asyncio.run(_schema(fresh_url)) == (tables, indexes)
+
+
+async def _sql(url: str, statements: list[str]) -> list[tuple]:
+    """Run statements on `url` outside the app; returns the last one's rows."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            rows: list[tuple] = []
+            for statement in statements:
+                rows = conn.execute(statement).fetchall()
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements[:-1]:
+            await conn.execute(statement)
+        return [tuple(r) for r in await conn.fetch(statements[-1])]
+    finally:
+        await conn.close()
+
+
+def test_a_database_with_several_restarts_of_one_run_migrates_to_one_chain(
+    fresh_url: str,
+) -> None:
+    """Before restart-once, A could be restarted as B, then (once B ended) as C and D,
+    and B again as E. Migrating keeps every run and links them into one chain each,
+    oldest first, with attempts recounted along it."""
+    env = {**os.environ, "DATABASE_URL": fresh_url, "PICCOLO_CONF": "app.store.piccolo_conf"}
+    before = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "piccolo"),
+            "migrations",
+            "forwards",
+            "runs",
+            "2026-11-26T07:50:00:000000",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert before.returncode == 0, before.stdout + before.stderr
+    ids = {name: str(uuid.UUID(int=i + 1)) for i, name in enumerate("ABCDEF")}
+    rows = [  # name, restarted from, attempt, minute created
+        ("A", None, 1, 0),
+        ("B", "A", 2, 1),
+        ("C", "A", 2, 2),
+        ("D", "A", 2, 3),
+        ("E", "B", 3, 4),
+        ("F", None, 1, 5),
+    ]
+    inserts = [
+        "INSERT INTO workflow_run (id, workflow_name, status, trigger, attempt,"
+        " restarted_from, inputs, created_at, total_tokens, total_cost_usd, steps_total,"
+        f" steps_done) VALUES ('{ids[n]}', 'echo', 'failed', 'api', {attempt},"
+        f" {repr(ids[parent]) if parent else 'NULL'}, '{{}}',"
+        f" '2026-03-14 12:{minute:02d}:00+00:00', 0, 0, 1, 0)"
+        for n, parent, attempt, minute in rows
+    ]
+    asyncio.run(_sql(fresh_url, inserts))
+
+    migrated = _cli("migrate", url=fresh_url)
+    assert migrated.returncode == 0, migrated.stderr
+    names = {v: k for k, v in ids.items()}
+    found = asyncio.run(_sql(fresh_url, ["SELECT id, restarted_from, attempt FROM workflow_run"]))
+    lineage = {
+        names[str(run_id)]: (names[str(parent)] if parent else None, attempt)
+        for run_id, parent, attempt in found
+    }
+    # A keeps B; C goes after B, D after C; then B has E and C: C (older) stays, and E
+    # moves after the tip of C's line, where D already is, and so on down the chain.
+    assert lineage["A"] == (None, 1) and lineage["F"] == (None, 1)
+    chain, node = ["A"], "A"
+    children = {parent: [n for n, (p, _) in lineage.items() if p == parent] for parent in ids}
+    assert all(len(kids) <= 1 for kids in children.values()), children
+    while children[node]:
+        node = children[node][0]
+        chain.append(node)
+    assert sorted(chain) == ["A", "B", "C", "D", "E"]
+    assert [lineage[n][1] for n in chain] == [1, 2, 3, 4, 5]
+    # The database now refuses a second restart of any run.
+    dup = (
+        "INSERT INTO workflow_run (id, workflow_name, status, trigger, attempt,"
+        f" restarted_from, inputs, created_at, total_tokens, total_cost_usd, steps_total,"
+        f" steps_done) VALUES ('{uuid.UUID(int=99)}', 'echo', 'failed', 'api', 2,"
+        f" '{ids['A']}', '{{}}', '2026-03-14 13:00:00+00:00', 0, 0, 1, 0)"
+    )
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        asyncio.run(_sql(fresh_url, [dup, "SELECT 1"]))

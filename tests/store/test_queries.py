@@ -10,7 +10,7 @@ from factories import fixed_id, make_run
 from support import BACKEND, FROZEN_NOW
 
 from app.store.models import Cursor, RunFilters
-from app.store.runs import RunStore
+from app.store.runs import DuplicateRestart, RunStore
 from app.store.tables import WorkflowRun
 
 
@@ -109,15 +109,30 @@ async def test_lineage_both_ways_and_restarting_state(empty_db: str) -> None:
         created_at=FROZEN_NOW - timedelta(minutes=3),
         status="running",
         attempt=3,
-        restarted_from=original,
+        restarted_from=first,
     )
     store = RunStore()
     summary = await store.get_summary(original)
     assert summary is not None
-    assert summary.restarted_as == (second, first)
+    # Its own restart, and the chain's latest attempt, which is still running.
+    assert summary.restarted_as == (first,)
+    assert summary.latest_restart.id == second
     assert summary.is_restarting and summary.active_restart.id == second
+    middle = await store.get_summary(first)
+    assert middle.restarted_as == (second,) and middle.active_restart.id == second
     detail = await store.get_detail(second)
-    assert detail is not None and detail.summary.restarted_from == original
+    assert detail is not None and detail.summary.restarted_from == first
+    assert detail.summary.restarted_as == () and detail.summary.latest_restart is None
+    with pytest.raises(DuplicateRestart):
+        await store.create_run(
+            workflow_name="echo",
+            snapshot={},
+            inputs={},
+            trigger="api",
+            steps_total=1,
+            owner=None,
+            restarted_from=original,
+        )
 
 
 async def test_cursor_rejects_garbage() -> None:

@@ -11,7 +11,7 @@ import pytest
 from bs4 import BeautifulSoup
 from factories import make_run
 from litestar.testing import AsyncTestClient
-from support import FROZEN_NOW, HX, JSON, app_settings
+from support import FROZEN_NOW, HX, JSON, app_settings, new_service
 
 from app.settings import read_tokens
 from app.store.tables import WorkflowRun
@@ -178,13 +178,11 @@ async def test_too_large_inputs_are_refused_before_anything_is_written(
     empty_db: str, examples_dir: Path
 ) -> None:
     from app.errors import InputsTooLarge
-    from app.services.runs import RunService
-    from app.store.runs import RunStore
     from app.workflows.loader import load_workflow
 
     spec = load_workflow(examples_dir / "echo.yaml")
     with pytest.raises(InputsTooLarge):
-        await RunService(RunStore()).create_run(spec, {"message": "x" * 70_000})
+        await new_service().create_run(spec, {"message": "x" * 70_000})
     assert await WorkflowRun.count() == 0
 
 

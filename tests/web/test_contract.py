@@ -120,7 +120,7 @@ CASES = [
     ("malformed", 404, "run_not_found"),
     ("pending", 400, "invalid_state"),
     ("running", 400, "invalid_state"),
-    ("restarting", 400, "invalid_state"),
+    ("restarting", 400, "already_restarted"),
     ("no_snapshot", 500, "snapshot_unusable"),
 ]
 
@@ -136,7 +136,16 @@ async def test_restart_errors_as_json(client, case: str, status: int, code: str)
     response = await client.post(f"/workflows/{_target(states, case)}/restart", headers=JSON)
     assert response.status_code == status
     assert response.json()["code"] == code
-    assert set(response.json()) == {"error", "code"}
+    if case == "restarting":
+        # The answer names the restart, so a client can restart the latest attempt.
+        assert response.json() == {
+            "error": response.json()["error"],
+            "code": "already_restarted",
+            "restarted_as": fixed_id(5),
+            "latest_attempt": fixed_id(5),
+        }
+    else:
+        assert set(response.json()) == {"error", "code"}
     assert await WorkflowRun.count() == before
 
 

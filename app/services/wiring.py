@@ -1,0 +1,68 @@
+"""One function builds the services of a process, for `serve`, `worker` and `run` alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.services.runs import RunService
+from app.services.scheduling import InProcessScheduler, Scheduler
+from app.services.supervisor import RunSupervisor
+from app.settings import Settings
+from app.store.runs import RunStore
+
+__all__ = ["Services", "build_services"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    runs: RunService
+    supervisor: RunSupervisor
+    # The procrastinate App in the queue mode (to open and close with the process).
+    queue_app: Any = None
+
+
+def build_services(
+    settings: Settings,
+    *,
+    kind: str,
+    clock: Callable[[], datetime] = _utcnow,
+    scheduler: Callable[[RunService], Scheduler] | None = None,
+    queue_pool_max: int = 4,
+) -> Services:
+    """`kind` is `dashboard`, `worker` or `cli`. A dashboard in the queue mode defers
+    restarts to workers; in the embedded mode, and for `run`, this process executes."""
+    store = RunStore(clock=clock)
+    supervisor = RunSupervisor(
+        store,
+        kind=kind,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        stale_after_seconds=settings.stale_after_seconds,
+        grace_seconds=settings.grace_seconds,
+    )
+    queued = settings.execution == "queue" and kind != "cli"
+    runs = RunService(
+        store,
+        supervisor,
+        owns_new_runs=not queued,
+        max_inputs_bytes=settings.max_inputs_bytes,
+    )
+    queue_app = None
+    if queued:
+        from app.services.queue import QueueScheduler, build_queue_app
+        from app.store.queue import QueueStore
+
+        queue_app = build_queue_app(settings.database_url, pool_max=queue_pool_max)
+        runs.queue_store = QueueStore()
+        runs.scheduler = QueueScheduler(queue_app)
+    else:
+        runs.scheduler = InProcessScheduler(runs)
+    if scheduler is not None:
+        runs.scheduler = scheduler(runs)
+    return Services(runs=runs, supervisor=supervisor, queue_app=queue_app)
