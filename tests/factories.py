@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import datetime, timedelta
@@ -22,6 +23,23 @@ ECHO_SNAPSHOT: dict[str, Any] = {
     "edges": [{"from": "START", "to": "echo"}, {"from": "echo", "to": "END"}],
     "config": {"llm": {"provider": "mock", "model": "echo"}},
 }
+
+
+def chain_snapshot(delay_seconds: float, nodes: int = 3) -> dict[str, Any]:
+    """ECHO_SNAPSHOT as a chain of `nodes` mock nodes, each taking `delay_seconds`."""
+    names = [f"n{i}" for i in range(1, nodes + 1)]
+    edges = [{"from": "START", "to": names[0]}]
+    edges += [{"from": a, "to": b} for a, b in itertools.pairwise(names)]
+    edges.append({"from": names[-1], "to": "END"})
+    return {
+        **ECHO_SNAPSHOT,
+        "flow": {"name": "slow_echo"},
+        "nodes": [
+            {"id": n, "prompt": f"{n} {{state.message}}", "outputs": ["reply"]} for n in names
+        ],
+        "edges": edges,
+        "config": {"llm": {"provider": "mock", "model": "slow", "delay_seconds": delay_seconds}},
+    }
 
 
 def fixed_id(n: int) -> str:
