@@ -18,7 +18,7 @@ import pytest
 from factories import ECHO_SNAPSHOT, make_run
 from support import BACKEND, FROZEN_NOW, JSON, LiveServer, WorkerProcess
 
-from app.store.tables import StepRun, WorkflowRun
+from app.store.tables import RunProcess, StepRun, WorkflowRun
 
 pytestmark = [
     pytest.mark.slow,
@@ -129,7 +129,8 @@ async def test_restart_storm_across_both_dashboards_creates_one_run(empty_db: st
     assert await WorkflowRun.count().where(WorkflowRun.restarted_from == original) == 1
 
 
-async def _running_on_worker(run_id: str, timeout: float = 20) -> str:
+async def _running_on_worker(run_id: str, timeout: float = 20) -> int:
+    """The pid of the worker process executing the run, once it runs."""
     deadline = time.monotonic() + timeout
     while True:
         row = (
@@ -138,7 +139,13 @@ async def _running_on_worker(run_id: str, timeout: float = 20) -> str:
             .first()
         )
         if row["status"] == "running" and row["owner"]:
-            return row["owner"]
+            process = (
+                await RunProcess.select(RunProcess.pid, RunProcess.kind)
+                .where(RunProcess.id == row["owner"])
+                .first()
+            )
+            assert process["kind"] == "worker"
+            return process["pid"]
         assert time.monotonic() < deadline, row
         await asyncio.sleep(0.1)
 
@@ -151,8 +158,8 @@ async def test_sigkilled_worker_fails_its_run_and_the_other_worker_goes_on(
     [quick, again] = await _failed_runs(2, start=10)
     async with httpx.AsyncClient(timeout=30) as client:
         new_id = (await _restart(client, servers[0], slow)).json()["run_id"]
-        owner = await _running_on_worker(new_id)
-        victim = next(w for w in workers if owner.endswith(f":{w.pid}"))
+        pid = await _running_on_worker(new_id)
+        victim = next(w for w in workers if w.pid == pid)
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         victim.proc.wait()  # reaped, as its parent would on a real machine
@@ -162,7 +169,14 @@ async def test_sigkilled_worker_fails_its_run_and_the_other_worker_goes_on(
         assert time.monotonic() - killed_at < 30
         body = (await client.get(f"{servers[1].url}/workflows/{new_id}", headers=JSON)).json()
         assert body["error"]["type"] == "Interrupted"
-        assert str(victim.pid) in body["error"]["message"] or "worker" in body["error"]["message"]
+        # The error and the run name the process that ran it ...
+        assert f"worker {body['executed_by']['instance']}" in body["error"]["message"]
+        assert f"(pid {victim.pid})" in body["error"]["message"]
+        assert body["executed_by"]["pid"] == victim.pid
+        # ... and /workers shows it gone from the moment its run was failed.
+        listed = (await client.get(f"{servers[1].url}/workers", headers=JSON)).json()
+        gone = next(w for w in listed["workers"] if w["pid"] == victim.pid)
+        assert gone["alive"] is False and gone["stop_reason"] == "has exited"
 
         other = (await _restart(client, servers[1], quick)).json()["run_id"]
         assert (await _wait_terminal([other], timeout=20))[other] == "completed"
@@ -211,18 +225,34 @@ async def test_cancel_reaches_a_run_on_a_worker_within_2_s(empty_db: str, cluste
         s["node_id"]
         for s in await StepRun.select(StepRun.node_id).where(StepRun.run == uuid.UUID(new_id))
     ]
-    assert nodes == ["first"]
+    # The job was aborted mid-node: nothing is written to a run once it has ended, and
+    # the second node never started.
+    assert nodes == []
 
 
-async def test_sigterm_lets_the_worker_finish_its_run(empty_db: str, cluster) -> None:
+async def test_sigterm_hands_the_run_to_the_other_worker(empty_db: str, cluster) -> None:
+    """A deploy stops one worker: its run stops at its next node, is queued again and
+    completes on the other worker; the stopping worker exits at once, not after the run."""
     servers, workers = cluster
     [slow] = await _failed_runs(1, SLOW_SNAPSHOT)
     async with httpx.AsyncClient(timeout=30) as client:
         new_id = (await _restart(client, servers[0], slow)).json()["run_id"]
-    owner = await _running_on_worker(new_id)
-    worker = next(w for w in workers if owner.endswith(f":{w.pid}"))
+    pid = await _running_on_worker(new_id)
+    worker = next(w for w in workers if w.pid == pid)
     worker.proc.send_signal(signal.SIGTERM)
+    began = time.monotonic()
+    assert worker.proc.wait(timeout=30) == 0
+    assert time.monotonic() - began < 6  # the next node boundary, 3 s at most, and exit
     statuses = await _wait_terminal([new_id], timeout=30)
     assert statuses[new_id] == "completed"
-    assert worker.proc.wait(timeout=30) == 0
+    other = next(w for w in workers if w is not worker)
+    owner = (
+        await WorkflowRun.select(WorkflowRun.owner)
+        .where(WorkflowRun.id == uuid.UUID(new_id))
+        .first()
+    )
+    process = await RunProcess.select(RunProcess.pid).where(RunProcess.id == owner["owner"]).first()
+    assert process["pid"] == other.pid
+    steps = await StepRun.select(StepRun.node_id).where(StepRun.run == uuid.UUID(new_id))
+    assert sorted(s["node_id"] for s in steps) == ["first", "second"]
     workers[workers.index(worker)] = WorkerProcess(worker.database_url).__enter__()
