@@ -252,11 +252,18 @@ class Worker:
     boot; or use it as a context manager.
     """
 
-    def __init__(self, database_url: str, concurrency: int = 4):
+    def __init__(
+        self, database_url: str, concurrency: int = 4, extra_env: dict[str, str] | None = None
+    ):
         import threading
 
         self.database_url = database_url
-        env = {**os.environ, "DATABASE_URL": database_url, "EXECUTION": "queue"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "EXECUTION": "queue",
+            **(extra_env or {}),
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "worker", "--concurrency", str(concurrency)],
             cwd=ROOT,

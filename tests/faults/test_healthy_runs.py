@@ -243,3 +243,29 @@ async def test_a_long_llm_call_survives_a_database_outage(empty_db: str) -> None
     steps = await StepRun.select(StepRun.node_id).where(StepRun.run == run_id)
     assert sorted(s["node_id"] for s in steps) == ["n1", "n2"]
     assert await WorkflowRun.count().where(WorkflowRun.status == "running") == 0
+
+
+async def test_pending_runs_of_a_dead_process_are_executed_not_failed(empty_db: str) -> None:
+    """Point 5: a process that died after creating a run but before starting it used to
+    leave it to be failed "before it started". Now the next process executes it."""
+    dead = new_service()
+    await dead.supervisor.start()
+    run_id = await dead.create_run(_slow_spec(0.01, nodes=2), {"message": "hi"})
+    # The process dies: a pid that no longer exists, on this kernel and PID namespace.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    await RunProcess.update({RunProcess.pid: child.pid}).where(
+        RunProcess.id == dead.supervisor.instance_id
+    )
+    dead.supervisor._beating.cancel()
+    dead.supervisor._beating = None
+
+    nxt = new_service(kind="dashboard")
+    async with _process(nxt):
+        assert await nxt.supervisor.recover() == []  # nothing to fail: it never ran
+        assert await nxt.supervisor.adopt(nxt.execute_run) == [run_id]
+        await nxt.supervisor.wait_spawned()
+    summary = await nxt.get_summary(run_id)
+    assert summary.status == "completed"
+    assert summary.executed_by is not None
+    assert summary.executed_by.instance == nxt.supervisor.instance_id

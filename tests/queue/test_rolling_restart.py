@@ -168,3 +168,36 @@ async def test_recovery_does_not_wait_for_a_job_slot(empty_db: str) -> None:
             if worker.proc.poll() is None:
                 worker.proc.kill()
                 worker.proc.wait()
+
+
+async def test_a_run_longer_than_the_grace_period_is_handed_back_not_failed(
+    empty_db: str,
+) -> None:
+    """With one worker, a run still in its node when the grace period ends used to be
+    failed as `CancelledError` and never queued again."""
+    [run_id] = await _queue_runs(empty_db, 1, chain_snapshot(10.0, nodes=1))
+    worker = WorkerProcess(empty_db, concurrency=1, extra_env={"CA_GRACE_SECONDS": "2"})
+    try:
+        worker.wait_ready()
+
+        async def running() -> bool:
+            return (await _statuses([run_id]))["running"] == 1
+
+        await _until(running, 30, "the run to start")
+        began = time.monotonic()
+        await _stop(worker)
+        assert time.monotonic() - began < 8  # the grace period, not the 10 s node
+    finally:
+        worker.stop()
+    row = (
+        await WorkflowRun.select(WorkflowRun.status, WorkflowRun.owner)
+        .where(WorkflowRun.id == uuid.UUID(run_id))
+        .first()
+    )
+    assert (row["status"], row["owner"]) == ("pending", None)
+    with WorkerProcess(empty_db, concurrency=1):
+
+        async def completed() -> bool:
+            return (await _statuses([run_id]))["completed"] == 1
+
+        await _until(completed, 40, "the next worker to complete it")
