@@ -94,20 +94,19 @@ def new_service(
     grace_seconds: float = 30.0,
     scheduler=None,  # type: ignore[no-untyped-def]
 ):  # type: ignore[no-untyped-def]
-    """A RunService with its own supervisor (not started) and no scheduler, built as
-    `build_services` builds them."""
-    from app.services.runs import RunService
-    from app.services.supervisor import RunSupervisor
-    from app.store.runs import RunStore
+    """A RunService with its own supervisor (not started) on the session's database,
+    built by `build_services` as every process builds it; by default it schedules
+    nothing (tests execute restarted runs themselves)."""
+    from app.services.wiring import build_services
 
-    store = RunStore(clock=clock) if clock is not None else RunStore()
-    supervisor = RunSupervisor(
-        store,
-        kind=kind,
+    settings = Settings(
+        database_url=os.environ["DATABASE_URL"],
         heartbeat_seconds=heartbeat_seconds,
         stale_after_seconds=stale_after_seconds,
         grace_seconds=grace_seconds,
     )
-    runs = RunService(store, supervisor)
-    runs.scheduler = scheduler(runs) if scheduler is not None else NoScheduler()
-    return runs
+    extra = {"clock": clock} if clock is not None else {}
+    services = build_services(
+        settings, kind=kind, scheduler=scheduler or (lambda runs: NoScheduler()), **extra
+    )
+    return services.runs

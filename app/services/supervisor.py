@@ -116,6 +116,8 @@ class RunSupervisor:
         self._beating: asyncio.Task[None] | None = None
         self._registered = False
         self._spawned: set[asyncio.Task[Any]] = set()
+        # When our own heartbeat last failed (event loop time), or None.
+        self._last_beat_failure: float | None = None
 
     @property
     def instance_id(self) -> str:
@@ -165,6 +167,7 @@ class RunSupervisor:
                 alive = await self.processes.beat(self.instance_id)
             except Exception as exc:
                 failures += 1
+                self._last_beat_failure = loop.time()
                 silent = loop.time() - last_ok
                 log.warning("heartbeat failed (%s), %.1f s since the last one", exc, silent)
                 continue
@@ -256,11 +259,18 @@ class RunSupervisor:
         """Fail, as interrupted, the running runs of processes that are gone; give their
         pending runs to whoever executes runs next. Returns the runs failed."""
         failed: list[str] = []
+        # After an outage every heartbeat is old at once; a process that could not write
+        # its own in the last window judges no other by the age of theirs.
+        loop = asyncio.get_running_loop()
+        trust_staleness = (
+            self._last_beat_failure is None
+            or loop.time() - self._last_beat_failure > self.stale_after
+        )
         for process in await self.processes.live():
             if process.id == self.instance_id:
                 continue
             why, proven = self._why_dead(process)
-            if why is not None:
+            if why is not None and (proven or trust_staleness):
                 declared = await self.processes.declare_dead(
                     process.id,
                     why,

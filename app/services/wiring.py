@@ -38,7 +38,9 @@ def build_services(
 ) -> Services:
     """`kind` is `dashboard`, `worker` or `cli`. A dashboard in the queue mode defers
     restarts to workers; in the embedded mode, and for `run`, this process executes."""
-    store = RunStore(clock=clock)
+    # Writes are retried through a database blip for as long as the process would be
+    # taken as alive without a heartbeat.
+    store = RunStore(clock=clock, retry_within=settings.stale_after_seconds)
     supervisor = RunSupervisor(
         store,
         kind=kind,
