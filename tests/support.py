@@ -110,3 +110,15 @@ def new_service(
         settings, kind=kind, scheduler=scheduler or (lambda runs: NoScheduler()), **extra
     )
     return services.runs
+
+
+async def until(check, timeout: float, what: str, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """Await `check()` until it returns something truthy; fail after `timeout` seconds."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := await check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(interval)
+    return value

@@ -5,7 +5,6 @@ dashboard takes them up and completes them."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from factories import chain_snapshot, make_run
-from support import FROZEN_NOW, JSON
+from support import FROZEN_NOW, JSON, until
 
 from app.store.runs import RunStore
 from app.store.tables import StepRun, WorkflowRun
@@ -70,14 +69,6 @@ async def _statuses(*run_ids: str) -> dict[str, tuple[str, str | None]]:
     return {str(r["id"]): (r["status"], r["owner"]) for r in rows}
 
 
-async def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := await check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-    return value
-
-
 async def test_sigterm_of_the_dashboard_hands_its_runs_to_the_next(empty_db: str) -> None:
     snapshot = chain_snapshot(1.5, nodes=4)  # 6 s: longer than a deploy waits for it
     # A pending run that no process holds (handed back earlier): adopted at start and
@@ -101,7 +92,7 @@ async def test_sigterm_of_the_dashboard_hands_its_runs_to_the_next(empty_db: str
         async def both_running() -> bool:
             return {s for s, _ in (await _statuses(adopted, restart)).values()} == {"running"}
 
-        await _until(both_running, 10, "both runs to start")
+        await until(both_running, 10, "both runs to start")
         proc.send_signal(signal.SIGTERM)
         began = time.monotonic()
         proc.wait(timeout=GRACE + 10)
@@ -120,7 +111,7 @@ async def test_sigterm_of_the_dashboard_hands_its_runs_to_the_next(empty_db: str
         async def both_done() -> bool:
             return {s for s, _ in (await _statuses(adopted, restart)).values()} == {"completed"}
 
-        await _until(both_done, 30, "the next dashboard to complete both runs")
+        await until(both_done, 30, "the next dashboard to complete both runs")
     for run_id in (adopted, restart):
         steps = await StepRun.select(StepRun.node_id).where(StepRun.run == uuid.UUID(run_id))
         assert sorted(s["node_id"] for s in steps) == ["n1", "n2", "n3", "n4"]

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 
 import pytest
 from factories import chain_snapshot
-from support import BACKEND, WorkerProcess
+from support import BACKEND, WorkerProcess, until
 
 from app.services.queue import QueueScheduler, build_queue_app
 from app.store.runs import RunStore
@@ -62,14 +62,6 @@ async def _statuses(run_ids: list[str]) -> Counter[str]:
     return Counter(r["status"] for r in rows)
 
 
-async def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := await check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-    return value
-
-
 async def _stop(worker: WorkerProcess) -> None:
     worker.proc.send_signal(signal.SIGTERM)
     exit_code = await asyncio.to_thread(worker.proc.wait, 60)
@@ -88,7 +80,7 @@ async def test_a_rolling_restart_of_two_workers_completes_every_run(empty_db: st
         async def all_running() -> bool:
             return (await _statuses(run_ids))["running"] == RUNS
 
-        await _until(all_running, 30, "all runs to start")
+        await until(all_running, 30, "all runs to start")
         for worker in old:
             # One at a time: stop it, and start its replacement.
             await _stop(worker)
@@ -98,7 +90,7 @@ async def test_a_rolling_restart_of_two_workers_completes_every_run(empty_db: st
             counts = await _statuses(run_ids)
             return counts["pending"] + counts["running"] == 0
 
-        await _until(all_ended, 120, "every run to end")
+        await until(all_ended, 120, "every run to end")
         assert await _statuses(run_ids) == {"completed": RUNS}
     finally:
         for worker in old + new:
@@ -149,7 +141,7 @@ async def test_recovery_does_not_wait_for_a_job_slot(empty_db: str) -> None:
         async def both_running() -> bool:
             return (await _statuses(run_ids))["running"] == 2
 
-        await _until(both_running, 30, "both runs to start")
+        await until(both_running, 30, "both runs to start")
         victim = workers[0]
         os.kill(victim.pid, signal.SIGKILL)
         killed = time.monotonic()
@@ -158,7 +150,7 @@ async def test_recovery_does_not_wait_for_a_job_slot(empty_db: str) -> None:
         async def one_failed() -> bool:
             return (await _statuses(run_ids))["failed"] == 1
 
-        await _until(one_failed, 10, "the killed worker's run to be failed")
+        await until(one_failed, 10, "the killed worker's run to be failed")
         print(f"run of a SIGKILLed worker failed {time.monotonic() - killed:.1f} s after")
         assert await _statuses(run_ids) == {"failed": 1, "running": 1}
         gone = await RunProcess.select(RunProcess.stopped_at).where(RunProcess.pid == victim.pid)
@@ -183,7 +175,7 @@ async def test_a_run_longer_than_the_grace_period_is_handed_back_not_failed(
         async def running() -> bool:
             return (await _statuses([run_id]))["running"] == 1
 
-        await _until(running, 30, "the run to start")
+        await until(running, 30, "the run to start")
         began = time.monotonic()
         await _stop(worker)
         assert time.monotonic() - began < 8  # the grace period, not the 10 s node
@@ -200,4 +192,4 @@ async def test_a_run_longer_than_the_grace_period_is_handed_back_not_failed(
         async def completed() -> bool:
             return (await _statuses([run_id]))["completed"] == 1
 
-        await _until(completed, 40, "the next worker to complete it")
+        await until(completed, 40, "the next worker to complete it")
