@@ -269,3 +269,35 @@ async def test_pending_runs_of_a_dead_process_are_executed_not_failed(empty_db: 
     assert summary.status == "completed"
     assert summary.executed_by is not None
     assert summary.executed_by.instance == nxt.supervisor.instance_id
+
+
+async def test_after_its_own_outage_a_process_judges_no_other_by_heartbeat_age(
+    empty_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the database comes back after an outage longer than the window, every
+    heartbeat is old at once; the first process to sweep must not fail the others'
+    runs before their next beat lands."""
+    other = new_service(heartbeat_seconds=0.1, stale_after_seconds=1.0)
+    sweeper = new_service(heartbeat_seconds=0.1, stale_after_seconds=1.0)
+    async with _process(other), _process(sweeper):
+        run_id = await other.create_run(_slow_spec(30, nodes=1), {"message": "hi"})
+        task = asyncio.create_task(other.execute_run(run_id))
+        while (await other.get_summary(run_id)).status != "running":
+            await asyncio.sleep(0.02)
+        # The outage, as both saw it: neither could write a heartbeat for 1.5 s.
+        other.supervisor._beating.cancel()
+        flaky = _Flaky(times=10**6)
+        monkeypatch.setattr(sweeper.supervisor.processes, "beat", flaky.wrap(ProcessStore().beat))
+        await asyncio.sleep(1.5)
+        monkeypatch.undo()
+        assert flaky.raised > 0
+        # Back: the other process's heartbeat is 1.5 s old, but the sweeper was cut off too.
+        assert await sweeper.supervisor.recover() == []
+        assert (await other.get_summary(run_id)).status == "running"
+        # Once the sweeper has been connected for a whole window, silence means death.
+        await asyncio.sleep(1.2)
+        assert await sweeper.supervisor.recover() == [run_id]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        other.supervisor._beating = None
