@@ -111,8 +111,10 @@ class QueueMaintenance:
             seconds_since_heartbeat=WorkerSettings.stalled_after, task_name=TASK
         ):
             run_id = str(job.task_kwargs.get("run_id", ""))
-            if run_id and await self.queue_store.held_by_live_process(run_id):
-                continue  # a draining worker: procrastinate's heartbeat stopped, ours did not
+            if run_id and not await self.queue_store.job_is_orphaned(
+                run_id, pending_for=self.runs.supervisor.stale_after
+            ):
+                continue  # e.g. a draining worker's: procrastinate's heartbeat stopped, ours not
             await manager.finish_job(job=job, status=Status.FAILED, delete_job=False)
             log.warning("finished the stalled job of run %s (worker %s)", run_id, job.worker_id)
         for run_id in await self.queue_store.pending_without_live_job(WorkerSettings.requeue_after):

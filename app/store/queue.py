@@ -9,6 +9,7 @@ from typing import Any
 
 from procrastinate import App, PsycopgConnector
 
+from app.store.dbtime import db_ago
 from app.store.tables import WorkflowRun
 
 __all__ = ["QueueStats", "QueueStore", "ensure_queue_schema"]
@@ -50,14 +51,24 @@ class QueueStore:
         )
         return [str(r["id"]) for r in rows]
 
-    async def held_by_live_process(self, run_id: str) -> bool:
-        """The run is pending or running for a process that has not stopped."""
+    async def job_is_orphaned(self, run_id: str, *, pending_for: float) -> bool:
+        """The run of a stalled job is no live process's business any more: it ended, its
+        process is known to have stopped, or it has waited with no owner for longer than
+        `pending_for` seconds. A draining worker's runs are none of these (procrastinate's
+        own heartbeat stops while it drains; ours does not)."""
         rows = await WorkflowRun.raw(
-            "SELECT 1 FROM workflow_run r JOIN run_process p ON p.id = r.owner"
-            " WHERE r.id = {} AND r.status IN ('pending', 'running') AND p.stopped_at IS NULL",
+            "SELECT r.status, r.owner, p.stopped_at,"
+            f" r.heartbeat_at < {db_ago()} AS waited"
+            " FROM workflow_run r LEFT JOIN run_process p ON p.id = r.owner WHERE r.id = {}",
+            pending_for,
             uuid.UUID(run_id),
         )
-        return bool(rows)
+        if not rows:
+            return True
+        row = rows[0]
+        if row["status"] not in ("pending", "running") or row["stopped_at"] is not None:
+            return True
+        return row["owner"] is None and bool(row["waited"])
 
     async def stats(self) -> QueueStats:
         rows = await WorkflowRun.raw(
