@@ -225,6 +225,16 @@ def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> 
             f"WARNING: serving on {host} with NO authentication: anyone who can reach "
             "it can restart and cancel runs."
         )
+    if not _is_loopback(host) and not settings.allowed_hosts:
+        raise click.UsageError(
+            f"serving on {host} needs CA_ALLOWED_HOSTS: the host names (with the port, "
+            f"e.g. dashboard.example.com:{port}) that browsers use to reach the dashboard"
+        )
+    if settings.auth_enabled and not settings.secret:
+        _echo_err(
+            "WARNING: CA_SECRET is not set: browser sessions end when this process stops "
+            "and are not shared with other dashboards (set it to `openssl rand -hex 32`)."
+        )
     application = create_app(settings, demo=demo)
     _echo_err(
         f"Dashboard on http://{host}:{port}/workflows (database: "
@@ -239,6 +249,9 @@ def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> 
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=int(settings.grace_seconds) + 5,
+        # X-Forwarded-Proto/-For only from the TLS proxies named in CA_TRUSTED_PROXIES.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,16 +36,41 @@ def normalise_database_url(url: str | None, *, cwd: Path | None = None) -> str:
     )
 
 
-def _split(value: str | None) -> list[str]:
-    return [t.strip() for t in (value or "").split(",") if t.strip()]
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (value or "").split(",") if t.strip())
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def split_named(value: str) -> tuple[str | None, str]:
+    """`alice=TOKEN` → ("alice", TOKEN); a bare TOKEN has no name."""
+    name, sep, token = value.partition("=")
+    if sep and _NAME.fullmatch(name.strip()) and len(token.strip()) >= 16:
+        return name.strip(), token.strip()
+    return None, value.strip()
+
+
+def weak_token_reason(token: str) -> str | None:
+    """Why a token is too weak to use, or None."""
+    if len(token) < 16:
+        return "is shorter than 16 characters"
+    if len(set(token)) < 6:
+        return "has fewer than 6 different characters"
+    steps = {ord(b) - ord(a) for a, b in itertools.pairwise(token)}
+    if len(steps) == 1:
+        return "is a simple sequence"
+    return None
 
 
 def read_tokens(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
-    """Tokens from CA_OPERATOR_TOKENS / CA_VIEWER_TOKENS (comma-separated) and from the
-    file named by CA_TOKENS_FILE (lines `operator: TOKEN` or `viewer: TOKEN`, `#` comments)."""
+    """Tokens from CA_OPERATOR_TOKENS / CA_VIEWER_TOKENS (comma-separated, each `TOKEN` or
+    `name=TOKEN`) and from the file named by CA_TOKENS_FILE (lines `operator: TOKEN`,
+    `operator:alice: TOKEN`, `viewer: ...`; `#` comments). Names say who did what in the
+    audit trail. Returned as `TOKEN` or `name=TOKEN` strings."""
     tokens = {
-        "operator": _split(env.get("CA_OPERATOR_TOKENS")),
-        "viewer": _split(env.get("CA_VIEWER_TOKENS")),
+        "operator": list(_split(env.get("CA_OPERATOR_TOKENS"))),
+        "viewer": list(_split(env.get("CA_VIEWER_TOKENS"))),
     }
     path = env.get("CA_TOKENS_FILE")
     if path:
@@ -55,18 +82,22 @@ def read_tokens(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
-            role, sep, token = line.partition(":")
-            role, token = role.strip(), token.strip()
-            if not sep or role not in tokens or not token:
+            head, sep, token = line.rpartition(":")
+            role, _, name = head.partition(":")
+            role, name, token = role.strip(), name.strip(), token.strip()
+            if not sep or role not in tokens or not token or (name and not _NAME.fullmatch(name)):
                 raise ValueError(
-                    f"CA_TOKENS_FILE {path}, line {number}: write `operator: TOKEN` or "
-                    "`viewer: TOKEN`"
+                    f"CA_TOKENS_FILE {path}, line {number}: write `operator: TOKEN`, "
+                    "`operator:NAME: TOKEN` or the same with `viewer`"
                 )
-            tokens[role].append(token)
+            tokens[role].append(f"{name}={token}" if name else token)
     for role, values in tokens.items():
-        short = [t for t in values if len(t) < 16]
-        if short:
-            raise ValueError(f"{role} tokens must be at least 16 characters long")
+        for value in values:
+            name, token = split_named(value)
+            why = weak_token_reason(token)
+            if why is not None:
+                who = f" ({name})" if name else ""
+                raise ValueError(f"an {role} token{who} {why}: use e.g. `openssl rand -hex 24`")
     return {"operator_tokens": tuple(tokens["operator"]), "viewer_tokens": tuple(tokens["viewer"])}
 
 
@@ -86,12 +117,22 @@ class Settings:
     # On SIGTERM, how long running runs get to reach their next node before they are
     # handed back to another process.
     grace_seconds: float = 30.0
-    # Signs session cookies. Without it a random one is made per process, so
-    # sessions end with the process and several dashboards cannot share them.
+    # Keys the hash under which browser sessions are stored, so that the session table
+    # alone signs no one in. Without it a random one is made per process: sessions then
+    # end with the process and several dashboards cannot share them.
     secret: str = ""
+    session_idle_seconds: float = 3600.0
+    session_lifetime_seconds: float = 12 * 3600.0
+    # Peers whose X-Forwarded-Proto / X-Forwarded-For (a TLS-terminating proxy) are
+    # believed; the session cookie is `Secure` (and `__Host-`) when the request was HTTPS.
+    trusted_proxies: tuple[str, ...] = ()
     operator_tokens: tuple[str, ...] = ()
     viewer_tokens: tuple[str, ...] = ()
     max_inputs_bytes: int = 64 * 1024
+    # The Host headers the dashboard answers (`CA_ALLOWED_HOSTS`, port included where the
+    # browser sends one); by default the loopback names on `port`. Anything else gets 400,
+    # so that a DNS-rebinding page cannot talk to a dashboard on loopback.
+    allowed_hosts: tuple[str, ...] = ()
     # "inprocess": runs execute in the dashboard process (the embedded default);
     # "queue": on procrastinate workers (`configurable-agents worker`), PostgreSQL only.
     execution: str = "inprocess"
@@ -103,12 +144,16 @@ class Settings:
             "database_url": normalise_database_url(env.get("DATABASE_URL")),
             "secret": env.get("CA_SECRET", ""),
             "execution": env.get("EXECUTION", "inprocess").strip().lower() or "inprocess",
+            "allowed_hosts": _split(env.get("CA_ALLOWED_HOSTS")),
+            "trusted_proxies": _split(env.get("CA_TRUSTED_PROXIES")),
             **read_tokens(env),
         }
         for name, key in (
             ("stale_after_seconds", "CA_STALE_AFTER_SECONDS"),
             ("recovery_interval_seconds", "CA_RECOVERY_INTERVAL_SECONDS"),
             ("grace_seconds", "CA_GRACE_SECONDS"),
+            ("session_idle_seconds", "CA_SESSION_IDLE_SECONDS"),
+            ("session_lifetime_seconds", "CA_SESSION_LIFETIME_SECONDS"),
         ):
             if env.get(key):
                 try:
@@ -119,6 +164,11 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
+        if self.secret and (len(self.secret) < 32 or len(set(self.secret)) < 8):
+            raise ValueError(
+                "CA_SECRET must be at least 32 characters of random data: use e.g. "
+                "`openssl rand -hex 32`"
+            )
         if self.execution not in ("inprocess", "queue"):
             raise ValueError(f"EXECUTION={self.execution!r}: use inprocess (default) or queue")
         if self.execution == "queue" and not self.is_postgres:
@@ -126,6 +176,14 @@ class Settings:
                 "EXECUTION=queue needs PostgreSQL: set DATABASE_URL=postgresql://user@host/db "
                 "(the embedded SQLite database executes runs in the dashboard process)"
             )
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The allowed Host headers: as configured, or the loopback names on our port."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        names = ("127.0.0.1", "localhost", "[::1]")
+        return (*names, *(f"{n}:{self.port}" for n in names))
 
     @property
     def auth_enabled(self) -> bool:

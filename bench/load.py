@@ -177,8 +177,8 @@ class Server:
 
     def __init__(self, factory: str, env: dict[str, str]):
         self.factory = factory
-        self.env = env
         self.port = free_port()
+        self.env = {"CA_ALLOWED_HOSTS": f"127.0.0.1:{self.port}", **env}
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -27,6 +27,7 @@ async def profile(database_url: str, path: str, headers: dict[str, str], count: 
         database_url=normalise_database_url(database_url),
         stale_after_seconds=1e9,
         recovery_interval_seconds=3600,
+        allowed_hosts=("bench",),
     )
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)  # the app runs on this event loop

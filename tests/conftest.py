@@ -56,11 +56,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def empty_db(database_url: str) -> AsyncIterator[str]:
     """The session database with no runs in it."""
     from app.store import db
-    from app.store.tables import StepRun, WorkflowRun
+    from app.store.tables import AuditEntry, StepRun, WebSession, WorkflowRun
 
     db.configure(database_url)
     await StepRun.delete(force=True)
     await WorkflowRun.delete(force=True)
+    await WebSession.delete(force=True)
+    await AuditEntry.delete(force=True)
     yield database_url
 
 

@@ -52,7 +52,10 @@ def random_ids(text: str) -> list[str]:
 def app_settings(database_url: str) -> Settings:
     # Nothing in these tests is an interrupted run: keep the recovery sweep away.
     return Settings(
-        database_url=database_url, stale_after_seconds=10**9, recovery_interval_seconds=3600
+        database_url=database_url,
+        stale_after_seconds=10**9,
+        recovery_interval_seconds=3600,
+        allowed_hosts=("testserver.local",),  # the test client's host
     )
 
 

@@ -35,6 +35,7 @@ from app.store.processes import ProcessView
 from app.store.runs import DuplicateRestart, RunStore
 from app.workflows.executor import execute
 from app.workflows.loader import validate_inputs, workflow_from_snapshot
+from app.workflows.providers import ProviderPolicy
 
 __all__ = ["RestartResult", "RunService"]
 
@@ -148,6 +149,7 @@ class RunService:
         owns_new_runs: bool = True,
         max_inputs_bytes: int = 64 * 1024,
         queue_store: Any = None,
+        provider_policy: ProviderPolicy | None = None,
     ):
         self.store = store
         self.supervisor = supervisor
@@ -157,6 +159,7 @@ class RunService:
         self.owns_new_runs = owns_new_runs
         self.max_inputs_bytes = max_inputs_bytes
         self.queue_store = queue_store
+        self.provider_policy = provider_policy or ProviderPolicy.from_env()
 
     @property
     def creator(self) -> str | None:
@@ -240,7 +243,13 @@ class RunService:
                     error_message=f"the stored workflow snapshot is no longer valid: {exc}",
                 )
                 return "failed"
-            result = await execute(spec, state, attempt=claimed.attempt, recorder=recorder)
+            result = await execute(
+                spec,
+                state,
+                attempt=claimed.attempt,
+                recorder=recorder,
+                policy=self.provider_policy,
+            )
             if recorder.handing_back:
                 await self._hand_back(run_id, owner)
                 return "pending"

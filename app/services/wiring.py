@@ -12,6 +12,7 @@ from app.services.scheduling import InProcessScheduler, Scheduler
 from app.services.supervisor import RunSupervisor
 from app.settings import Settings
 from app.store.runs import RunStore
+from app.workflows.providers import ProviderPolicy
 
 __all__ = ["Services", "build_services"]
 
@@ -54,6 +55,9 @@ def build_services(
         supervisor,
         owns_new_runs=not queued,
         max_inputs_bytes=settings.max_inputs_bytes,
+        # `run` executes a file its user gave on their own machine; every other process
+        # executes stored workflows that anyone who can start a run wrote.
+        provider_policy=ProviderPolicy.from_env(trust_workflow=kind == "cli"),
     )
     queue_app = None
     if queued:

@@ -143,6 +143,10 @@ class Cursor:
         created = datetime.fromisoformat(stamp)
         if created.tzinfo is None:
             raise ValueError("cursor timestamp has no time zone")
+        # Far outside any run's time, and at the edges of what the databases and time
+        # zone arithmetic hold.
+        if not 1970 <= created.year <= 9000:
+            raise ValueError("cursor timestamp is out of range")
         return cls(created, str(uuid.UUID(run_id)))
 
 

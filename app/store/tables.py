@@ -4,6 +4,7 @@ from piccolo.columns import (
     JSON,
     UUID,
     BigInt,
+    BigSerial,
     DoublePrecision,
     ForeignKey,
     Integer,
@@ -19,8 +20,10 @@ __all__ = [
     "ACTIVE_STATUSES",
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
+    "AuditEntry",
     "RunProcess",
     "StepRun",
+    "WebSession",
     "WorkflowRun",
 ]
 
@@ -105,3 +108,34 @@ class RunProcess(Table, tablename="run_process"):
     # Set when the process stopped cleanly or was declared dead; never cleared.
     stopped_at = Timestamptz(null=True, default=None)
     stop_reason = Text(null=True, default=None)
+
+
+class WebSession(Table, tablename="web_session"):
+    """A browser's signed-in session. The cookie holds a random value; `id` is its keyed
+    hash, so the table alone cannot sign anyone in. Bound to the token that created it
+    (by digest): removing the token ends it, and so does signing out."""
+
+    id = Varchar(length=64, primary_key=True)
+    role = Varchar(length=20)
+    token_digest = Varchar(length=64)
+    token_name = Varchar(length=100, null=True, default=None)
+    csrf = Varchar(length=64)
+    client = Varchar(length=64, null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_seen_at = Timestamptz(default=TimestamptzNow())
+
+
+class AuditEntry(Table, tablename="audit_entry"):
+    """Who changed what, when and from where: restarts, cancels, sign-ins and sign-outs,
+    failed sign-ins. Written in the same request as the change; never updated."""
+
+    id = BigSerial(primary_key=True)
+    at = Timestamptz(default=TimestamptzNow())
+    actor = Varchar(length=100)
+    role = Varchar(length=20, null=True, default=None)
+    action = Varchar(length=40)
+    run_id = UUID(null=True, default=None)
+    new_run_id = UUID(null=True, default=None)
+    via = Varchar(length=20, null=True, default=None)
+    client = Varchar(length=64, null=True, default=None)
+    detail = Text(null=True, default=None)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import secrets
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -15,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, get
+from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
-from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
@@ -27,6 +25,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from app.services.access import AccessService
 from app.services.demo import seed_demo
 from app.services.runs import RunService
 from app.services.scheduling import Scheduler
@@ -34,7 +33,8 @@ from app.services.supervisor import RunSupervisor
 from app.services.wiring import build_services
 from app.settings import Settings
 from app.store import db
-from app.web.auth import TokenBook, authenticate
+from app.web.audit import AuditController
+from app.web.auth import authenticate, identity_of
 from app.web.errors import exception_handlers
 from app.web.formatting import FILTERS, build_url
 from app.web.login import LoginController
@@ -59,16 +59,18 @@ async def healthz() -> str:
 
 
 def _csrf_token(request: Any) -> str:
-    return str(request.session.get("csrf", "")) if "session" in request.scope else ""
+    identity = identity_of(request)
+    return identity.csrf if identity is not None else ""
 
 
 def _can_operate(request: Any) -> bool:
-    # Read the scope directly: building request.state for every row shows in profiles.
-    return request.scope.get("state", {}).get("role") == "operator"
+    identity = identity_of(request)
+    return identity is not None and identity.role == "operator"
 
 
 def _signed_in(request: Any) -> bool:
-    return "session" in request.scope and bool(request.session.get("role"))
+    identity = identity_of(request)
+    return identity is not None and identity.via == "session"
 
 
 def _configure_jinja(engine: JinjaTemplateEngine) -> None:
@@ -84,17 +86,6 @@ def _configure_jinja(engine: JinjaTemplateEngine) -> None:
         csrf_token=_csrf_token,
         can_operate=_can_operate,
         signed_in=_signed_in,
-    )
-
-
-def _session_config(settings: Settings) -> CookieBackendConfig:
-    secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
-    return CookieBackendConfig(
-        secret=hashlib.sha256(secret).digest(),
-        key="ca_session",
-        httponly=True,
-        samesite="strict",
-        max_age=12 * 3600,
     )
 
 
@@ -197,6 +188,7 @@ def create_app(
             RunController,
             LoginController,
             WorkersController,
+            AuditController,
             create_static_files_router(
                 path="/static", directories=[ROOT / "static"], include_in_schema=False
             ),
@@ -209,16 +201,17 @@ def create_app(
                 "settings": settings,
                 "runs": runs,
                 "clock": clock,
-                "tokens": TokenBook(settings),
+                "access": AccessService(settings),
             }
         ),
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         guards=[request_limits, authenticate],
         middleware=[
             DefineMiddleware(SecurityHeadersMiddleware),
-            _session_config(settings).middleware,
         ],
         compression_config=CompressionConfig(backend="gzip", minimum_size=1000),
+        # The whole Host header, port included: a rebinding page's host is never on it.
+        allowed_hosts=AllowedHostsConfig(allowed_hosts=list(settings.hosts), www_redirect=False),
         openapi_config=OpenAPIConfig(
             title="Configurable Agents",
             version="0.1.0",

@@ -1,22 +1,19 @@
-"""Who is asking, and may they: tokens with two roles, sessions, and CSRF.
+"""Who is asking, and may they: the app-level guard over AccessService.
 
-- No tokens configured: everyone is an operator (the embedded default, which
-  only binds to loopback).
-- API clients send `Authorization: Bearer <token>`; browsers sign in once at
-  /login and get a signed, HttpOnly, SameSite=Strict session cookie.
+- No tokens configured: everyone is an operator (the embedded default, which only binds
+  to loopback).
+- API clients send `Authorization: Bearer <token>`; browsers sign in once at /login and
+  get a random, HttpOnly, SameSite=Strict session cookie (Secure and `__Host-` when the
+  request came over HTTPS) whose session the server keeps.
 - A viewer reads everything and changes nothing; mutating routes need operator.
 - Every state-changing request from a browser must come from this site
-  (Sec-Fetch-Site / Origin), and a cookie session must also present its CSRF
-  token (htmx sends it as a header, plain forms as the `_csrf` field).
-
-Tokens are compared as SHA-256 digests with `hmac.compare_digest`, and never logged.
+  (Sec-Fetch-Site / Origin), and a cookie session must also present its CSRF token
+  (htmx sends it as a header, plain forms as the `_csrf` field).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,44 +22,37 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from app.settings import Settings
+from app.services.access import AccessService, Identity
 
-__all__ = ["CSRF_FIELD", "CSRF_HEADER", "TokenBook", "authenticate", "requires_operator"]
+__all__ = [
+    "COOKIE",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "SECURE_COOKIE",
+    "authenticate",
+    "client_of",
+    "identity_of",
+    "requires_operator",
+]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PREFIXES = ("/login", "/static/", "/healthz", "/favicon")
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "_csrf"
+COOKIE = "ca_session"
+# Over HTTPS: only ever sent back over HTTPS, to this exact host, for every path.
+SECURE_COOKIE = "__Host-ca_session"
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def client_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The client's address (a trusted proxy's X-Forwarded-For, where one is configured)."""
+    client = connection.scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
-class TokenBook:
-    """The configured tokens, kept only as digests."""
-
-    def __init__(self, settings: Settings):
-        self._entries = [("operator", _digest(t)) for t in settings.operator_tokens] + [
-            ("viewer", _digest(t)) for t in settings.viewer_tokens
-        ]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._entries)
-
-    def role_for(self, token: str) -> str | None:
-        """The token's role; every entry is compared, so timing tells nothing."""
-        digest = _digest(token)
-        found = None
-        for role, expected in self._entries:
-            if hmac.compare_digest(digest, expected) and found != "operator":
-                found = role
-        return found
-
-
-def new_csrf_token() -> str:
-    return secrets.token_urlsafe(32)
+def identity_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Identity | None:
+    # Read the scope directly: building request.state for every row shows in profiles.
+    return connection.scope.get("state", {}).get("identity")
 
 
 def _same_site(request: Request[Any, Any, Any]) -> None:
@@ -90,30 +80,26 @@ async def _check_csrf(request: Request[Any, Any, Any], expected: str) -> None:
 
 
 async def authenticate(request: Request[Any, Any, Any], _: BaseRouteHandler) -> None:
-    """The app-level guard, so it runs before every other: sets `request.state.role`
-    or refuses the request."""
-    book: TokenBook = request.app.state.tokens
-    role: str | None
-    via = "none"
-    if not book.enabled:
-        role = "operator"
+    """The app-level guard, so it runs before every other: sets `request.state.identity`
+    and `request.state.role`, or refuses the request."""
+    access: AccessService = request.app.state.access
+    identity: Identity | None = None
+    if not access.tokens.enabled:
+        identity = access.open_identity()
     elif (header := request.headers.get("authorization", "")).lower().startswith("bearer "):
-        role = book.role_for(header[7:].strip())
-        via = "bearer"
-        if role is None:
+        identity = access.bearer(header[7:].strip(), client_of(request))
+        if identity is None:
             raise NotAuthorizedException("the bearer token is not valid")
-    else:
-        session = request.session if "session" in request.scope else {}
-        role = session.get("role") if session.get("role") in ("viewer", "operator") else None
-        via = "session" if role else "none"
-    request.state.role = role
-    path = request.url.path
-    if role is None and not path.startswith(PUBLIC_PREFIXES):
+    elif cookie := request.cookies.get(SECURE_COOKIE) or request.cookies.get(COOKIE):
+        identity = await access.session(cookie)
+    request.state.identity = identity
+    request.state.role = identity.role if identity else None
+    if identity is None and not request.url.path.startswith(PUBLIC_PREFIXES):
         raise NotAuthorizedException("sign in with a viewer or operator token")
     if request.method not in SAFE_METHODS:
         _same_site(request)
-        if via == "session":
-            await _check_csrf(request, str(request.session.get("csrf", "")))
+        if identity is not None and identity.via == "session":
+            await _check_csrf(request, identity.csrf)
 
 
 async def requires_operator(

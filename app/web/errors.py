@@ -60,6 +60,13 @@ def _describe(exc: Exception) -> tuple[int, str, str, str]:
 
 
 def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    response = _answer(request, exc)
+    for name, value in (getattr(exc, "headers", None) or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     status, code, title, message = _describe(exc)
     fmt = answer_format(request)
     if status == 401 and fmt != "json":

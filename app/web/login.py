@@ -9,7 +9,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Response
 
-from app.web.auth import new_csrf_token
+from app.services.access import AccessService
+from app.web.auth import COOKIE, SECURE_COOKIE, client_of, identity_of
 from app.web.render import template
 
 __all__ = ["LoginController"]
@@ -30,7 +31,7 @@ class LoginController(Controller):
     async def login_page(
         self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
     ) -> Response[Any]:
-        if not request.app.state.tokens.enabled:
+        if not request.app.state.access.tokens.enabled:
             return Redirect("/workflows", status_code=303)
         return template("login.html", next=_local(next), error=None)
 
@@ -40,16 +41,32 @@ class LoginController(Controller):
         request: Request[Any, Any, Any],
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[Any]:
-        role = request.app.state.tokens.role_for(data.get("token", ""))
+        access: AccessService = request.app.state.access
+        signed_in = await access.sign_in(data.get("token", ""), client_of(request))
         target = _local(data.get("next"))
-        if role is None:
+        if signed_in is None:
             return template(
                 "login.html", 401, next=target, error="That token is not valid. Try again."
             )
-        request.set_session({"role": role, "csrf": new_csrf_token()})
-        return Redirect(target, status_code=303)
+        cookie, _ = signed_in
+        response = Redirect(target, status_code=303)
+        secure = request.url.scheme == "https"
+        response.set_cookie(
+            key=SECURE_COOKIE if secure else COOKIE,
+            value=cookie,
+            path="/",
+            max_age=int(access.lifetime),
+            secure=secure,
+            httponly=True,
+            samesite="strict",
+        )
+        return response
 
     @post("/out", status_code=303)
     async def sign_out(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        request.clear_session()
-        return Redirect("/login", status_code=303)
+        await request.app.state.access.sign_out(identity_of(request), client_of(request))
+        response = Redirect("/login", status_code=303)
+        for key in (COOKIE, SECURE_COOKIE):
+            if key in request.cookies:
+                response.delete_cookie(key, path="/")
+        return response

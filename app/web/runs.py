@@ -22,9 +22,9 @@ from app.services.runs import RunService
 from app.store.models import Cursor, RunFilters
 from app.store.tables import RUN_STATUSES
 from app.web import schemas
-from app.web.auth import requires_operator
+from app.web.auth import client_of, identity_of, requires_operator
 from app.web.render import answer_format, row_target, template
-from app.web.serializers import detail_json, page_json, run_json
+from app.web.serializers import audit_json, detail_json, page_json, run_json
 
 __all__ = ["RunController"]
 
@@ -158,10 +158,17 @@ class RunController(Controller):
         run_id: FromPath[str],
     ) -> Response[Any]:
         detail = await runs.get_detail(run_id)
+        history = await request.app.state.access.audit(run_id=detail.summary.id, limit=20)
         if answer_format(request) == "json":
-            return Response(detail_json(detail), media_type=MediaType.JSON)
+            body = detail_json(detail)
+            body["history"] = [audit_json(e) for e in history]
+            return Response(body, media_type=MediaType.JSON)
         return template(
-            "runs/detail.html", detail=detail, run=detail.summary, now=request.app.state.clock()
+            "runs/detail.html",
+            detail=detail,
+            run=detail.summary,
+            history=history,
+            now=request.app.state.clock(),
         )
 
     @get(
@@ -202,8 +209,17 @@ class RunController(Controller):
         is unusable, or scheduling failed (no run is left behind).
         """
         fmt = answer_format(request)
-        result = await runs.restart(run_id, trigger="api" if fmt == "json" else "dashboard")
+        via = "api" if fmt == "json" else "dashboard"
+        result = await runs.restart(run_id, trigger=via)
         background = BackgroundTask(_await, result.work) if result.work is not None else None
+        await request.app.state.access.record(
+            identity_of(request),
+            "restart",
+            client=client_of(request),
+            via=via,
+            run_id=result.original.id,
+            new_run_id=result.run_id,
+        )
         if fmt == "json":
             return Response(
                 {
@@ -249,6 +265,13 @@ class RunController(Controller):
     ) -> Response[Any]:
         run = await runs.cancel(run_id)
         fmt = answer_format(request)
+        await request.app.state.access.record(
+            identity_of(request),
+            "cancel",
+            client=client_of(request),
+            via="api" if fmt == "json" else "dashboard",
+            run_id=run.id,
+        )
         if fmt == "json":
             return Response(
                 {

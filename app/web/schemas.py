@@ -63,9 +63,24 @@ class Step(TypedDict):
     cost_usd: float
 
 
+class AuditEntry(TypedDict):
+    id: int
+    at: str
+    actor: str
+    role: str | None
+    action: str
+    run_id: str | None
+    new_run_id: str | None
+    via: str | None
+    client: str | None
+    detail: dict[str, Any] | None
+
+
 class RunDetail(Run):
     steps: list[Step]
     config_snapshot: dict[str, Any] | None
+    # Who restarted or cancelled it, or created it by a restart, newest first.
+    history: list[AuditEntry]
 
 
 class RunList(TypedDict):

@@ -1,5 +1,6 @@
 """Security headers on every answer: a strict CSP (no inline script), no framing,
-no sniffing, no referrer to other sites."""
+no sniffing, no referrer to other sites; and no caching of data, which one URL answers
+as a page, a fragment or JSON depending on the request's headers."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ _HEADERS = [
 ]
 
 
+# Pages, fragments and JSON hold run data (and, signed in, what only some may see): no
+# shared or stored copy, and a Back button that asks again instead of showing a bare
+# fragment. The same URL answers differently by these request headers.
+_DATA_HEADERS = [(b"cache-control", b"no-store")]
+_VARY = b"Accept, HX-Request"
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -39,16 +47,27 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        data = not scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers.extend(h for h in _HEADERS if h[0] not in present)
+                if data:
+                    headers.extend(h for h in _DATA_HEADERS if h[0] not in present)
+                    headers = _add_vary(headers)
                 message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _add_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Add our request headers to Vary, keeping what compression put there."""
+    varies = [v for name, v in headers if name.lower() == b"vary"]
+    rest = [(name, v) for name, v in headers if name.lower() != b"vary"]
+    return [*rest, (b"vary", b", ".join([*varies, _VARY]))]
 
 
 MAX_QUERY_BYTES = 2048
@@ -59,8 +78,14 @@ MAX_BODY_BYTES = 1024 * 1024
 async def request_limits(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Refuse oversized requests before any work: a long query string or a large body."""
+    """Refuse oversized requests before any work: a long query string or a large body;
+    and NUL characters in the path or query, which no name or filter holds and which
+    databases and file systems refuse."""
     query = connection.scope.get("query_string", b"")
+    if "\x00" in connection.scope["path"] or b"%00" in query or b"\x00" in query:
+        raise HTTPException(
+            status_code=400, detail="the address holds a NUL character (%00), which is not allowed"
+        )
     if len(query) > MAX_QUERY_BYTES:
         raise HTTPException(
             status_code=414,

@@ -7,7 +7,7 @@ from typing import Any
 from app.store.models import RunDetail, RunPage, RunSummary, StepView
 from app.web.formatting import iso
 
-__all__ = ["detail_json", "page_json", "run_json"]
+__all__ = ["audit_json", "detail_json", "page_json", "run_json"]
 
 
 def _error(run: RunSummary) -> dict[str, Any] | None:
@@ -78,4 +78,19 @@ def page_json(page: RunPage, inputs: dict[str, Any]) -> dict[str, Any]:
         "runs": [run_json(r, **inputs.get(r.id, {})) for r in page.runs],
         "next_cursor": page.next_cursor,
         "prev_cursor": page.prev_cursor,
+    }
+
+
+def audit_json(entry: Any) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": iso(entry.at),
+        "actor": entry.actor,
+        "role": entry.role,
+        "action": entry.action,
+        "run_id": entry.run_id,
+        "new_run_id": entry.new_run_id,
+        "via": entry.via,
+        "client": entry.client,
+        "detail": entry.detail,
     }

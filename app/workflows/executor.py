@@ -17,7 +17,13 @@ from typing import Any, Protocol
 from app.errors import InvalidInputs
 from app.workflows.conditions import ConditionError, parse_condition
 from app.workflows.prompts import PromptError, input_reference, render_prompt
-from app.workflows.providers import LLMRequest, OutputField, ProviderError, ProviderPool
+from app.workflows.providers import (
+    LLMRequest,
+    OutputField,
+    ProviderError,
+    ProviderPolicy,
+    ProviderPool,
+)
 from app.workflows.types import check_value, type_of
 
 __all__ = [
@@ -155,13 +161,20 @@ def node_output_fields(spec: Any, node: Any) -> tuple[OutputField, ...]:
 
 
 class _Run:
-    def __init__(self, spec: Any, state: dict[str, Any], attempt: int, recorder: Recorder):
+    def __init__(
+        self,
+        spec: Any,
+        state: dict[str, Any],
+        attempt: int,
+        recorder: Recorder,
+        policy: ProviderPolicy | None = None,
+    ):
         self.spec = spec
         self.state = state
         self.attempt = attempt
         self.recorder = recorder
         self.timeout, self.max_retries = execution_settings(spec)
-        self.providers = ProviderPool(timeout=self.timeout)
+        self.providers = ProviderPool(timeout=self.timeout, policy=policy)
         self.nodes = {n.id: n for n in spec.nodes}
         self.edges = {e.from_: e for e in spec.edges}
         self.order = 0
@@ -377,10 +390,12 @@ async def execute(
     *,
     attempt: int = 1,
     recorder: Recorder | None = None,
+    policy: ProviderPolicy | None = None,
 ) -> ExecutionResult:
     """Run `spec` from the validated initial `state`. Never raises for a failing node:
-    the failure is in the result, with its node and provider."""
-    run = _Run(spec, copy.deepcopy(dict(state)), attempt, recorder or MemoryRecorder())
+    the failure is in the result, with its node and provider. `policy` says which
+    endpoints and key variables the workflow may use (by default, the server's)."""
+    run = _Run(spec, copy.deepcopy(dict(state)), attempt, recorder or MemoryRecorder(), policy)
     try:
         await run.run()
         status, error = "completed", None

@@ -42,6 +42,13 @@ __all__ = [
 ]
 
 Path_ = tuple[str | int, ...]
+
+# Bounds on what one file may cost to read and to report on: its size, its values once
+# aliases are expanded, the problems listed, the names compared for a suggestion.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_VALUES = 100_000
+MAX_PROBLEMS = 50
+MAX_SUGGESTION_CANDIDATES = 500
 # A problem: where it is, what it is, and optionally an exact line (inside a block scalar).
 _Problem = tuple[Path_, str] | tuple[Path_, str, int | None]
 
@@ -91,11 +98,63 @@ class _Located:
 # ---------------------------------------------------------------- pass 1: YAML
 
 
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many values the document holds once every alias is expanded, counting up to
+    just past `limit`. Aliases share nodes, so a few lines can stand for billions of
+    values ("billion laughs"); counting with a memo costs one visit per distinct node."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
+
+
 def _read_yaml(text: str, source: str) -> tuple[_Located, list[SpecIssue]]:
+    size = len(text.encode("utf-8", "replace"))
+    if size > MAX_FILE_BYTES:
+        raise SpecInvalid(
+            [
+                SpecIssue(
+                    source,
+                    None,
+                    "",
+                    f"the file is {size:,} bytes; a workflow may be at most "
+                    f"{MAX_FILE_BYTES:,} bytes",
+                )
+            ]
+        )
     loader = None
     try:
         loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
+        if node is not None and _expanded_size(node, MAX_VALUES) > MAX_VALUES:
+            raise SpecInvalid(
+                [
+                    SpecIssue(
+                        source,
+                        None,
+                        "",
+                        f"the YAML holds more than {MAX_VALUES:,} values once its aliases "
+                        "(*name) are expanded; a workflow may hold at most that many",
+                    )
+                ]
+            )
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -211,8 +270,25 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """Up to three near names. Past MAX_SUGGESTION_CANDIDATES names the comparison costs
+    more than it helps (a file with thousands of nodes), so none are offered."""
+    names = list(candidates)
+    if len(names) > MAX_SUGGESTION_CANDIDATES:
+        return ""
+    close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    quoted = [f"'{c}'" for c in close]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+    return f" (did you mean {listed}?)"
+
+
+def _listing(names: Iterable[str], limit: int = 20) -> str:
+    """Names for a message: the first `limit`, then how many more."""
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", … ({len(names) - limit} more)"
 
 
 def _schema_issues(exc: ValidationError, located: _Located) -> list[SpecIssue]:
@@ -227,7 +303,7 @@ def _schema_issues(exc: ValidationError, located: _Located) -> list[SpecIssue]:
             where = located.where(parent) or "the top level"
             message = f"unknown key '{loc[-1]}' in {where}"
             if expected:
-                message += f"; expected one of: {', '.join(expected)}{_suggest(loc[-1], expected)}"
+                message += f"; expected one of: {_listing(expected)}{_suggest(loc[-1], expected)}"
             issues.append(located.issue(loc, message))
         elif kind == "missing":
             issues.append(located.issue(loc[:-1], f"missing required key '{loc[-1]}'"))
@@ -259,7 +335,7 @@ def _path_problem(spec: WorkflowSpec, parts: list[str]) -> str | None:
     if parts[0] not in fields:
         return (
             f"'{parts[0]}' is not a state field{_suggest(parts[0], fields)}; "
-            f"state fields: {', '.join(fields)}"
+            f"state fields: {_listing(fields)}"
         )
     ref: TypeRef | None = fields[parts[0]].type_ref
     walked = parts[0]
@@ -275,7 +351,7 @@ def _path_problem(spec: WorkflowSpec, parts: list[str]) -> str | None:
             if key not in keys:
                 return (
                     f"'{walked}' has no key '{key}'{_suggest(key, keys)}; "
-                    f"its keys: {', '.join(keys)}"
+                    f"its keys: {_listing(keys)}"
                 )
             ref = keys[key]
         else:
@@ -317,7 +393,7 @@ def _node_problems(spec: WorkflowSpec, located: _Located) -> list[_Problem]:
                     (
                         (*at, "outputs", j),
                         f"output '{output}' is not a state field{_suggest(output, fields)}; "
-                        f"state fields: {', '.join(fields)}",
+                        f"state fields: {_listing(fields)}",
                     )
                 )
         problems += _output_schema_problems(spec, i)
@@ -435,6 +511,7 @@ def _mock_key_problems(
 def _edge_problems(spec: WorkflowSpec) -> tuple[list[_Problem], bool]:
     """Problems of the edges, and whether every edge names existing nodes."""
     node_ids = {n.id for n in spec.nodes}
+    listed = _listing(sorted(node_ids))
     problems: list[_Problem] = []
     sources: dict[str, int] = {}
     dangling = False
@@ -450,7 +527,7 @@ def _edge_problems(spec: WorkflowSpec) -> tuple[list[_Problem], bool]:
                 (
                     path,
                     f"{what} '{name}' is not a node{_suggest(name, node_ids)}; "
-                    f"nodes: {', '.join(sorted(node_ids))}, END",
+                    f"nodes: {listed}, END",
                 )
             )
 
@@ -465,7 +542,7 @@ def _edge_problems(spec: WorkflowSpec) -> tuple[list[_Problem], bool]:
                     (*at, "from"),
                     f"'from' node '{edge.from_}' is not a node"
                     f"{_suggest(edge.from_, node_ids)}; nodes: "
-                    f"{', '.join(sorted(node_ids))}, START",
+                    f"{listed}, START",
                 )
             )
         if edge.from_ in sources:
@@ -634,7 +711,13 @@ def _validate(data: Any, located: _Located, issues: list[SpecIssue]) -> Workflow
 
 
 def _sorted(issues: list[SpecIssue]) -> list[SpecIssue]:
-    return sorted(issues, key=lambda issue: issue.line or 0)
+    """By line; the first MAX_PROBLEMS, then one line saying how many more there are."""
+    issues = sorted(issues, key=lambda issue: issue.line or 0)
+    if len(issues) <= MAX_PROBLEMS:
+        return issues
+    more = len(issues) - MAX_PROBLEMS
+    last = SpecIssue(issues[0].source, None, "", f"and {more} more problem(s) not shown")
+    return [*issues[:MAX_PROBLEMS], last]
 
 
 def parse_workflow(text: str, source: str = "<string>") -> WorkflowSpec:
@@ -656,6 +739,18 @@ def load_workflow(path: str | Path) -> WorkflowSpec:
     """Read and validate a workflow file; a missing or unreadable file is a SpecInvalid."""
     file = Path(path)
     try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            raise SpecInvalid(
+                [
+                    SpecIssue(
+                        str(file),
+                        None,
+                        "",
+                        f"the file is {file.stat().st_size:,} bytes; a workflow may be at "
+                        f"most {MAX_FILE_BYTES:,} bytes",
+                    )
+                ]
+            )
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecInvalid([SpecIssue(str(file), None, "", "file not found")]) from None
@@ -714,8 +809,7 @@ def validate_inputs(spec: WorkflowSpec, inputs: Mapping[str, Any]) -> dict[str, 
     for name in inputs:
         if name not in fields:
             raise InvalidInputs(
-                f"unknown input '{name}'{_suggest(name, fields)}; "
-                f"known fields: {', '.join(fields)}",
+                f"unknown input '{name}'{_suggest(name, fields)}; known fields: {_listing(fields)}",
                 field=str(name),
             )
     state: dict[str, Any] = {}
@@ -747,7 +841,7 @@ def parse_cli_value(spec: WorkflowSpec, field: str, raw: str) -> Any:
     fields = spec.state.fields
     if field not in fields:
         raise InvalidInputs(
-            f"unknown input '{field}'{_suggest(field, fields)}; known fields: {', '.join(fields)}",
+            f"unknown input '{field}'{_suggest(field, fields)}; known fields: {_listing(fields)}",
             field=field,
         )
     ref = fields[field].type_ref

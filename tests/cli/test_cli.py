@@ -102,6 +102,23 @@ def test_serve_refuses_a_non_loopback_host() -> None:
     assert "refusing to serve on 0.0.0.0 without authentication" in result.stderr
 
 
+def test_serve_on_a_non_loopback_host_needs_its_host_names() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8123"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": "sqlite:///unused.db",
+            "CA_OPERATOR_TOKENS": "9c41f0d2b7e3a86519fd",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "CA_ALLOWED_HOSTS" in result.stderr and "8123" in result.stderr
+
+
 def test_queue_mode_without_postgresql_is_a_clear_usage_error(tmp_path: Path) -> None:
     env_url = f"sqlite:///{tmp_path / 'q.db'}"
     result = subprocess.run(

@@ -97,10 +97,10 @@ async def test_hanging_provider_times_out_and_the_row_says_so(
     else:
         url, held = request.getfixturevalue("silent_server")
         await _warm_up_the_sdk()
-        monkeypatch.setenv("CA_TEST_HANGING_KEY", "not-a-real-key")
+        monkeypatch.setenv("TEST_HANGING_KEY", "not-a-real-key")
         llm = (
             f"{{provider: openai, model: gpt-4o-mini, base_url: '{url}', "
-            "api_key_env: CA_TEST_HANGING_KEY}"
+            "api_key_env: TEST_HANGING_KEY}"
         )
         provider_name = "openai"
     spec = parse_workflow(WORKFLOW.format(llm=llm, timeout=TIMEOUT))

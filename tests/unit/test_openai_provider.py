@@ -19,6 +19,7 @@ import pytest
 
 from app.workflows.executor import ExecutionResult, MemoryRecorder, execute
 from app.workflows.loader import parse_workflow, validate_inputs
+from app.workflows.providers import ProviderPolicy
 from app.workflows.providers.openai_compat import ENDPOINTS, _api_key, _base_url
 
 KEY_VARS = sorted({name for e in ENDPOINTS.values() for name in (*e.key_vars, e.base_var)})
@@ -205,7 +206,13 @@ async def run(
     )
     spec = parse_workflow(textwrap.dedent(text))
     recorder = MemoryRecorder()
-    result = await execute(spec, validate_inputs(spec, {"topic": "owls"}), recorder=recorder)
+    # The workflow's author runs it on their own machine, as `configurable-agents run`.
+    result = await execute(
+        spec,
+        validate_inputs(spec, {"topic": "owls"}),
+        recorder=recorder,
+        policy=ProviderPolicy(trust_workflow=True),
+    )
     return result, recorder
 
 

@@ -27,7 +27,7 @@ async def secured(empty_db: str, clock: Any):
         app_settings(empty_db),
         operator_tokens=(OPERATOR,),
         viewer_tokens=(VIEWER,),
-        secret="a test secret",
+        secret="a-test-secret-0123456789abcdefghij",
     )
     app = create_app(settings, clock=clock, migrate=False, pool=False)
     async with AsyncTestClient(app=app) as client:
@@ -198,5 +198,17 @@ def test_tokens_from_environment_and_file(tmp_path: Path) -> None:
     path.write_text("admin: whatever-token-that-is-long\n")
     with pytest.raises(ValueError, match="line 1"):
         read_tokens({"CA_TOKENS_FILE": str(path)})
-    with pytest.raises(ValueError, match="at least 16"):
+    with pytest.raises(ValueError, match="shorter than 16"):
         read_tokens({"CA_VIEWER_TOKENS": "short"})
+    for weak in ("a" * 32, "abababababababababab", "abcdefghijklmnopqrstuvwxyz"):
+        with pytest.raises(ValueError, match=r"different characters|simple sequence"):
+            read_tokens({"CA_OPERATOR_TOKENS": weak})
+    # Named tokens, in the variables and in the file.
+    path.write_text(f"operator:alice: {OPERATOR}\nviewer:bob: {VIEWER}\n")
+    assert read_tokens({"CA_TOKENS_FILE": str(path)}) == {
+        "operator_tokens": (f"alice={OPERATOR}",),
+        "viewer_tokens": (f"bob={VIEWER}",),
+    }
+    assert read_tokens({"CA_OPERATOR_TOKENS": f"carol={OPERATOR}"})["operator_tokens"] == (
+        f"carol={OPERATOR}",
+    )

@@ -11,6 +11,7 @@ from app.workflows.providers.base import (
 )
 from app.workflows.providers.mock import MockProvider
 from app.workflows.providers.openai_compat import ENDPOINTS, OpenAICompatibleProvider
+from app.workflows.providers.policy import ProviderPolicy
 
 __all__ = [
     "KNOWN_PROVIDERS",
@@ -19,6 +20,7 @@ __all__ = [
     "OutputField",
     "Provider",
     "ProviderError",
+    "ProviderPolicy",
     "ProviderPool",
 ]
 
@@ -28,8 +30,9 @@ KNOWN_PROVIDERS = ("mock", *ENDPOINTS)
 class ProviderPool:
     """The providers one run uses, created on first use and closed with the run."""
 
-    def __init__(self, *, timeout: float):
+    def __init__(self, *, timeout: float, policy: ProviderPolicy | None = None):
         self.timeout = timeout
+        self.policy = policy or ProviderPolicy()
         self._providers: dict[str, Provider] = {}
 
     def get(self, name: str) -> Provider:
@@ -38,7 +41,7 @@ class ProviderPool:
             if name == "mock":
                 provider = MockProvider()
             elif name in ENDPOINTS:
-                provider = OpenAICompatibleProvider(name, timeout=self.timeout)
+                provider = OpenAICompatibleProvider(name, timeout=self.timeout, policy=self.policy)
             else:
                 raise ProviderError(
                     f"unknown provider {name!r}: use one of {', '.join(KNOWN_PROVIDERS)}",

@@ -17,6 +17,7 @@ import openai
 
 from app.errors import InvalidInputs
 from app.workflows.providers.base import LLMRequest, LLMResult, ProviderError
+from app.workflows.providers.policy import ProviderPolicy
 from app.workflows.types import check_value, json_schema, type_of
 
 __all__ = ["ENDPOINTS", "OpenAICompatibleProvider"]
@@ -77,13 +78,25 @@ def _api_key(provider: str, endpoint: Endpoint, settings: dict[str, Any]) -> str
 
 
 class OpenAICompatibleProvider:
-    def __init__(self, provider: str, *, timeout: float):
+    def __init__(self, provider: str, *, timeout: float, policy: ProviderPolicy | None = None):
         self.name = provider
         self.endpoint = ENDPOINTS.get(provider, ENDPOINTS["openai"])
         self.timeout = timeout
+        self.policy = policy or ProviderPolicy()
         self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
 
+    def _check_policy(self, settings: dict[str, Any]) -> None:
+        """Refuse, before anything is sent, an endpoint or key variable that the workflow
+        chose and the server does not allow."""
+        chosen = settings.get("api_base") or settings.get("base_url")
+        why = self.policy.refuse_base_url(str(chosen)) if chosen else None
+        if why is None and settings.get("api_key_env"):
+            why = self.policy.refuse_key_env(str(settings["api_key_env"]))
+        if why is not None:
+            raise ProviderError(why, provider=self.name, retryable=False, kind="NotAllowed")
+
     def _client(self, settings: dict[str, Any]) -> tuple[openai.AsyncOpenAI, str]:
+        self._check_policy(settings)
         base = _base_url(self.name, self.endpoint, settings)
         key = _api_key(self.name, self.endpoint, settings)
         client = self._clients.get((base, key))
@@ -223,8 +236,11 @@ class OpenAICompatibleProvider:
             )
         status = getattr(exc, "status_code", None)
         retryable = isinstance(exc, openai.RateLimitError | openai.InternalServerError)
+        # A short excerpt only: the answer of an internal service must not be readable
+        # through a run's error.
+        excerpt = exc.message if len(exc.message) <= 200 else exc.message[:200] + "…"
         return ProviderError(
-            f"{base} answered {status}: {exc.message}",
+            f"{base} answered {status}: {excerpt}",
             provider=name,
             retryable=retryable,
             kind="ProviderError",

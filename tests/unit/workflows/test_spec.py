@@ -207,7 +207,7 @@ def test_unknown_key_names_it_its_line_and_the_expected_keys() -> None:
     assert issue.where == "nodes[review].promt"
     assert "in nodes[review]" in issue.message
     assert "expected one of: id, name, description, prompt" in issue.message
-    assert "did you mean 'prompt'?" in issue.message
+    assert "did you mean 'prompt'" in issue.message
     missing = one_issue(text, "missing required key 'prompt'")
     assert missing.line == line_of(text, "- id: review")
 
