@@ -73,7 +73,7 @@ def test_migrate_creates_schema_and_is_idempotent(fresh_url: str) -> None:
     assert first.returncode == 0, first.stderr
     assert "migrations applied" in first.stdout
     tables, indexes = asyncio.run(_schema(fresh_url))
-    assert {"workflow_run", "step_run", "run_process", "migration"} <= tables
+    assert {"workflow_run", "step_run", "run_process", "web_session", "audit_entry"} <= tables
     assert {
         "workflow_run_created",
         "workflow_run_status_created",
@@ -84,6 +84,8 @@ def test_migrate_creates_schema_and_is_idempotent(fresh_url: str) -> None:
         "step_run_run_order",
         "workflow_run_name_status_created",
         "workflow_run_active_heartbeat",
+        "audit_entry_run",
+        "audit_entry_new_run",
     } <= indexes
     assert "workflow_run_one_active_restart" not in indexes
 

@@ -212,3 +212,12 @@ def test_tokens_from_environment_and_file(tmp_path: Path) -> None:
     assert read_tokens({"CA_OPERATOR_TOKENS": f"carol={OPERATOR}"})["operator_tokens"] == (
         f"carol={OPERATOR}",
     )
+
+
+def test_a_short_or_weak_secret_is_refused() -> None:
+    from app.settings import Settings
+
+    for weak in ("short", "x" * 40, "abababababababababababababababab"):
+        with pytest.raises(ValueError, match="CA_SECRET"):
+            Settings(secret=weak)
+    assert Settings(secret="9f3a" * 8 + "c1d2e3b4").secret
