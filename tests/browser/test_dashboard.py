@@ -293,3 +293,19 @@ def test_axe_help_dialog(new_page: NewPage, axe: Axe, runs: dict[int, str]) -> N
     page.keyboard.press("?")
     expect(page.locator("dialog#help")).to_be_visible()
     axe(page, "the help dialog")
+
+
+def test_axe_audit_trail_and_run_history(new_page: NewPage, axe: Axe, runs: dict[int, str]) -> None:
+    page = new_page(bypass_csp=True)
+    open_list(page)
+    original = runs[FAILED_A]
+    with page.expect_response(lambda r: r.url.endswith(f"/{original}/restart")) as answer:
+        row(page, original).get_by_role("button", name="Restart").click()
+    assert answer.value.status == 200
+    page.goto("/audit")
+    expect(page.get_by_role("cell", name="restart")).to_have_count(1)
+    axe(page, "the audit trail")
+    page.goto(f"/workflows/{original}")
+    history = page.get_by_role("region", name="History")
+    expect(history).to_contain_text("restarted by local as")
+    axe(page, "a restarted run's detail with its history")
