@@ -13,7 +13,7 @@ import pytest
 from factories import fixed_id, make_run
 from playwright.sync_api import Locator, Page, expect
 
-from app.store.tables import StepRun, WorkflowRun
+from app.store.tables import AuditEntry, StepRun, WorkflowRun
 
 pytestmark = pytest.mark.browser
 
@@ -32,6 +32,7 @@ FLAKY = ("ProviderError", "node 'echo' (provider mock): upstream timed out after
 async def _seed() -> None:
     await StepRun.delete(force=True)
     await WorkflowRun.delete(force=True)
+    await AuditEntry.delete(force=True)
     now = datetime.now(UTC)
     await make_run(COMPLETED_OLD, created_at=now - timedelta(minutes=40), steps=1)
     await make_run(
