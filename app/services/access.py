@@ -147,14 +147,10 @@ class AccessService:
     async def sign_in(self, token: str, client: str) -> tuple[str, Identity] | None:
         """A new session for a valid token: (cookie value, identity); None for a wrong
         token. Raises TooManyAttempts while the client is throttled."""
-        self.throttle.check(client)
-        found = self.tokens.find(token)
+        found = self._check(token, client, "failed sign-in")
         if found is None:
-            self.throttle.failed(client)
-            log.warning("failed sign-in from %s", client)
             await self.record(None, "sign_in_failed", client=client, via="dashboard")
             return None
-        self.throttle.succeeded(client)
         role, digest, name = found
         cookie = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
@@ -186,14 +182,20 @@ class AccessService:
         return Identity("operator", "local", "open")
 
     def bearer(self, token: str, client: str) -> Identity | None:
+        found = self._check(token, client, "invalid bearer token")
+        return Identity(found[0], found[2], "bearer") if found is not None else None
+
+    def _check(self, token: str, client: str, failure: str) -> tuple[str, str, str] | None:
+        """The token's (role, digest, name), counting a failure against the client (and
+        logging it, never the token); raises TooManyAttempts while it is throttled."""
         self.throttle.check(client)
         found = self.tokens.find(token)
         if found is None:
             self.throttle.failed(client)
-            log.warning("invalid bearer token from %s", client)
+            log.warning("%s from %s", failure, client)
             return None
         self.throttle.succeeded(client)
-        return Identity(found[0], found[2], "bearer")
+        return found
 
     async def session(self, cookie: str) -> Identity | None:
         """The signed-in identity of a session cookie, or None when the session does not
