@@ -125,9 +125,6 @@ class Throttle:
         if len(self._failures) > 10_000:  # many clients: forget the oldest
             self._failures.pop(next(iter(self._failures)))
 
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
-
 
 class AccessService:
     def __init__(self, settings: Settings, store: AccessStore | None = None):
@@ -194,7 +191,8 @@ class AccessService:
             self.throttle.failed(client)
             log.warning("%s from %s", failure, client)
             return None
-        self.throttle.succeeded(client)
+        # A success does not clear the count: valid tokens in between must not buy
+        # more guesses.
         return found
 
     async def session(self, cookie: str) -> Identity | None:

@@ -119,7 +119,7 @@ class _StoreRecorder:
             return True
         steps = list(self._finished)
         running = await self.store.advance(self.run_id, self.owner, steps, node_id)
-        del self._finished[: len(steps)]
+        self._written(steps)
         return not running
 
     async def flush(self) -> None:
@@ -127,7 +127,13 @@ class _StoreRecorder:
         if not steps:
             return
         await self.store.record_steps(self.run_id, self.owner, steps)
-        del self._finished[: len(steps)]
+        self._written(steps)
+
+    def _written(self, steps: list[dict[str, Any]]) -> None:
+        # By id, not by position: fan-out steps finish and flush while others are being
+        # written, so the buffer may have changed under this write.
+        done = {step["id"] for step in steps}
+        self._finished = [s for s in self._finished if s["id"] not in done]
 
     async def _notify(self, node_id: str, event: str, data: dict[str, Any]) -> None:
         if self.on_step is not None:

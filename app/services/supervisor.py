@@ -171,16 +171,22 @@ class RunSupervisor:
                 silent = loop.time() - last_ok
                 log.warning("heartbeat failed (%s), %.1f s since the last one", exc, silent)
                 continue
-            failures = 0 if alive else failures
+            failures = 0
             last_ok = loop.time()
             if not alive:
-                await self._declared_dead()
+                try:
+                    await self._declared_dead()
+                except Exception:  # registering again failed: the next beat tries again
+                    log.exception("could not register this process again")
+                    failures = 1
 
     async def _declared_dead(self) -> None:
         """Another process found our heartbeat stale and failed our running runs (we were
         stalled or cut off for longer than the stale window). Those runs' writes are
         refused from now on, so they stop at their next node; we go on under a new id."""
         old = self.instance_id
+        if not self._registered:
+            old = "an unregistered instance"
         self.identity = Identity.of_this_process(self.identity.kind)
         log.error(
             "this process (%s) was declared dead by another after its heartbeat went stale;"
@@ -206,27 +212,32 @@ class RunSupervisor:
     async def stop(self) -> None:
         """Drain, hand back what did not finish, and mark the process stopped."""
         self.begin_drain()
-        tasks = [t for t in self.inflight.values() if not t.done()]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=self.grace_left())
-            for task in late:
+        try:
+            tasks = [t for t in self.inflight.values() if not t.done()]
+            if tasks:
+                _, late = await asyncio.wait(tasks, timeout=self.grace_left())
+                for task in late:
+                    task.cancel()
+                if late:
+                    # Cancelled runs hand themselves back (a shielded write) as they end.
+                    await asyncio.wait(late, timeout=10)
+            for task in list(self._spawned):
                 task.cancel()
-            # Cancelled runs hand themselves back (a shielded write) before they end.
-            await asyncio.wait(late, timeout=10)
-        for task in list(self._spawned):
-            task.cancel()
-        if self._registered:
-            with contextlib.suppress(Exception):
-                released = await self.store.release_pending(self.instance_id)
-                if released:
-                    log.warning("handed back %d pending run(s)", len(released))
-            with contextlib.suppress(Exception):
-                await self.processes.stop(self.instance_id, "stopped")
-        if self._beating is not None:
-            self._beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beating
-            self._beating = None
+        finally:
+            # The heartbeat first: a beat after the stop would take the stop for a
+            # declaration of death and register the process again.
+            if self._beating is not None:
+                self._beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._beating
+                self._beating = None
+            if self._registered:
+                with contextlib.suppress(Exception):
+                    released = await self.store.release_pending(self.instance_id)
+                    if released:
+                        log.warning("handed back %d pending run(s)", len(released))
+                with contextlib.suppress(Exception):
+                    await self.processes.stop(self.instance_id, "stopped")
 
     # -- runs of this process ----------------------------------------------------------
 

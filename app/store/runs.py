@@ -606,8 +606,15 @@ class RunStore:
         return [str(r["id"]) for r in rows]
 
     async def interrupt_unknown_owners(self, stale_after: float) -> list[str]:
-        """Fail running runs whose owner is no registered process (written by an older
-        version) and whose heartbeat is older than `stale_after` seconds."""
+        """Runs whose owner is no registered process (written by an older version) and
+        whose heartbeat is older than `stale_after` seconds: the running ones are failed,
+        the pending ones given to whoever executes runs next."""
+        await WorkflowRun.raw(
+            "UPDATE workflow_run SET owner = NULL WHERE status = 'pending'"
+            f" AND owner IS NOT NULL AND heartbeat_at < {db_ago()}"
+            " AND NOT EXISTS (SELECT 1 FROM run_process p WHERE p.id = workflow_run.owner)",
+            stale_after,
+        )
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = 'failed', completed_at = {},"
             " error_type = 'Interrupted', error_message = {}, current_node = NULL"

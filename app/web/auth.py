@@ -62,8 +62,12 @@ def _same_site(request: Request[Any, Any, Any]) -> None:
     origin = request.headers.get("origin")
     if origin is not None:
         host = request.headers.get("host", "")
-        if origin == "null" or urlsplit(origin).netloc != host:
-            raise PermissionDeniedException(f"cross-site request refused (Origin: {origin})")
+        try:
+            netloc = urlsplit(origin).netloc
+        except ValueError:  # not a URL at all (`http://[`)
+            netloc = None
+        if origin == "null" or netloc != host:
+            raise PermissionDeniedException(f"cross-site request refused (Origin: {origin!r})")
 
 
 async def _check_csrf(request: Request[Any, Any, Any], expected: str) -> None:

@@ -18,7 +18,14 @@ __all__ = ["LoginController"]
 
 def _local(target: str | None) -> str:
     """Only a path on this site: an absolute or scheme-relative URL would be an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    # Browsers read a backslash as a slash (`/\\evil.example` is `//evil.example`).
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
         return "/workflows"
     return target
 

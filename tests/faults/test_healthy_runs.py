@@ -301,3 +301,36 @@ async def test_after_its_own_outage_a_process_judges_no_other_by_heartbeat_age(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         other.supervisor._beating = None
+
+
+async def test_stopping_while_runs_reach_their_node_in_time(empty_db: str) -> None:
+    """The usual deploy: runs hand themselves back within the grace period, and the
+    process is then marked stopped and its heartbeat ended."""
+    runs = new_service(kind="dashboard", grace_seconds=10)
+    await runs.supervisor.start()
+    run_id = await runs.create_run(_slow_spec(0.3, nodes=4), {"message": "hi"})
+    runs.supervisor.spawn(run_id, runs.execute_run)
+    while (await runs.get_summary(run_id)).status != "running":
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(runs.supervisor.stop(), 5)
+    summary = await runs.get_summary(run_id)
+    assert (summary.status, summary.owner) == ("pending", None)
+    process = await ProcessStore().get(runs.supervisor.instance_id)
+    assert process is not None and not process.alive and process.stop_reason == "stopped"
+    assert runs.supervisor._beating is None
+
+
+async def test_pending_runs_left_by_an_older_version_are_taken_up(empty_db: str) -> None:
+    from factories import make_run
+    from support import FROZEN_NOW
+
+    run_id = await make_run(
+        1, created_at=FROZEN_NOW, status="pending", owner="old-host:4242", snapshot=None
+    )
+    nxt = new_service(kind="dashboard", stale_after_seconds=5)
+    async with _process(nxt):
+        await nxt.supervisor.recover()
+        assert await nxt.supervisor.adopt(nxt.execute_run) == [run_id]
+        await nxt.supervisor.wait_spawned()
+    # It executed (its missing snapshot fails it, as it would any process's).
+    assert (await nxt.get_summary(run_id)).error_type == "SnapshotUnusable"

@@ -52,3 +52,38 @@ def test_the_servers_own_secrets_are_never_a_key_even_for_a_trusted_workflow() -
     assert trusted.refuse_key_env("ANY_VARIABLE") is None
     for name in ("CA_SECRET", "ca_operator_tokens", "DATABASE_URL", "PGPASSWORD"):
         assert "server's own secrets" in (trusted.refuse_key_env(name) or ""), name
+
+
+def _provider(name: str, env: dict[str, str]):  # type: ignore[no-untyped-def]
+    from app.workflows.providers.openai_compat import OpenAICompatibleProvider
+
+    return OpenAICompatibleProvider(name, timeout=1, policy=ProviderPolicy.from_env(env))
+
+
+def test_a_vendors_key_goes_only_to_that_vendors_endpoint(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from app.workflows.providers.base import ProviderError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-" + "k" * 30)
+    openai = _provider("openai", {"CA_ALLOWED_BASE_URLS": "http://proxy.internal/v1"})
+    refused = [
+        {"base_url": "http://localhost:11434/v1"},  # allowed URL, but Ollama's, not OpenAI's
+        {"base_url": "http://proxy.internal/v1"},  # allowed by the operator, still not OpenAI's
+        {"api_key_env": "ANTHROPIC_API_KEY"},  # another vendor's key to OpenAI
+        {"base_url": "http://localhost:11434/v1", "api_key_env": "OPENAI_API_KEY"},
+    ]
+    for settings in refused:
+        try:
+            openai._check_policy(settings)
+        except ProviderError as exc:
+            assert exc.kind == "NotAllowed", settings
+        else:
+            raise AssertionError(f"allowed: {settings}")
+    openai._check_policy({"base_url": "https://api.openai.com/v1/"})
+    openai._check_policy({})
+    ollama = _provider("ollama", {})
+    ollama._check_policy({"base_url": "http://127.0.0.1:11434/v1"})  # no key needed
+    team = _provider(
+        "openai",
+        {"CA_ALLOWED_BASE_URLS": "http://proxy.internal/v1", "CA_ALLOWED_KEY_ENV": "TEAM_KEY"},
+    )
+    team._check_policy({"base_url": "http://proxy.internal/v1", "api_key_env": "TEAM_KEY"})

@@ -145,7 +145,10 @@ async def test_wrong_login_and_sign_out(secured) -> None:
     assert (await secured.get("/workflows", headers=JSON)).status_code == 401
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "javascript:1"])
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/x", "https://evil.example/", "javascript:1", "/\\evil.example", "/\tx"],
+)
 async def test_login_never_redirects_off_site(secured, target: str) -> None:
     r = await secured.post(
         "/login", data={"token": OPERATOR, "next": target}, follow_redirects=False
@@ -154,13 +157,14 @@ async def test_login_never_redirects_off_site(secured, target: str) -> None:
 
 
 async def test_login_from_another_site_is_refused(secured) -> None:
-    r = await secured.post(
-        "/login",
-        data={"token": OPERATOR},
-        headers={"Origin": "http://evil.example"},
-        follow_redirects=False,
-    )
-    assert r.status_code == 403
+    for origin in ("http://evil.example", "http://[", "null"):
+        r = await secured.post(
+            "/login",
+            data={"token": OPERATOR},
+            headers={"Origin": origin},
+            follow_redirects=False,
+        )
+        assert r.status_code == 403, origin
 
 
 async def test_limits_on_query_body_and_inputs(client) -> None:

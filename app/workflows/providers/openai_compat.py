@@ -89,9 +89,18 @@ class OpenAICompatibleProvider:
         """Refuse, before anything is sent, an endpoint or key variable that the workflow
         chose and the server does not allow."""
         chosen = settings.get("api_base") or settings.get("base_url")
+        key_env = settings.get("api_key_env")
         why = self.policy.refuse_base_url(str(chosen)) if chosen else None
-        if why is None and settings.get("api_key_env"):
-            why = self.policy.refuse_key_env(str(settings["api_key_env"]))
+        if why is None and key_env:
+            why = self.policy.refuse_key_env(str(key_env))
+        if why is None:
+            why = self.policy.refuse_vendor_key(
+                names=(str(key_env),) if key_env else self.endpoint.key_vars,
+                own_keys=self.endpoint.key_vars,
+                url=str(chosen) if chosen else None,
+                own_urls=(self.endpoint.base_url, os.environ.get(self.endpoint.base_var) or ""),
+                needs_key=self.endpoint.needs_key or bool(key_env),
+            )
         if why is not None:
             raise ProviderError(why, provider=self.name, retryable=False, kind="NotAllowed")
 

@@ -100,6 +100,34 @@ class ProviderPolicy:
             "CA_ALLOWED_BASE_URLS"
         )
 
+    def refuse_vendor_key(
+        self,
+        *,
+        names: tuple[str, ...],
+        own_keys: tuple[str, ...],
+        url: str | None,
+        own_urls: tuple[str, ...],
+        needs_key: bool,
+    ) -> str | None:
+        """A vendor's key goes only to that vendor's own endpoint (or the server's own
+        `<PROVIDER>_BASE_URL`), never to another allowed URL such as loopback Ollama:
+        a key the operator added with CA_ALLOWED_KEY_ENV may go to any allowed URL."""
+        if self.trust_workflow or not needs_key:
+            return None
+        vendor = [n for n in names if n in DEFAULT_KEY_ENV]
+        if not vendor:
+            return None
+        foreign = [n for n in vendor if n not in own_keys]
+        if foreign:
+            return f"api_key_env {foreign[0]} is another provider's key; it is sent only to its own"
+        own = {normalise_url(u) for u in own_urls if u}
+        if url is not None and normalise_url(url) not in own:
+            return (
+                f"{' or '.join(vendor)} is sent only to the provider's own endpoint, not to "
+                f"{url}: name another key in api_key_env (allowed by CA_ALLOWED_KEY_ENV)"
+            )
+        return None
+
     def refuse_key_env(self, name: str) -> str | None:
         """Why the workflow may not use the variable `name` as its API key, or None."""
         if name.upper().startswith(_NEVER_KEYS):
