@@ -30,14 +30,25 @@ from app.errors import (
 from app.services.scheduling import Scheduler
 from app.services.supervisor import RunSupervisor
 from app.store.dbtime import retrying
-from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary
+from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
 from app.store.processes import ProcessView
 from app.store.runs import DuplicateRestart, RunStore
+from app.store.tables import RUN_STATUSES
 from app.workflows.executor import execute
 from app.workflows.loader import validate_inputs, workflow_from_snapshot
 from app.workflows.providers import ProviderPolicy
 
-__all__ = ["RestartResult", "RunService"]
+__all__ = [
+    "RUN_STATUSES",
+    "Cursor",
+    "RestartResult",
+    "RunDetail",
+    "RunFilters",
+    "RunPage",
+    "RunService",
+    "RunSummary",
+    "StepView",
+]
 
 log = logging.getLogger("configurable_agents.runs")
 

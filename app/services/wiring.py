@@ -14,7 +14,24 @@ from app.settings import Settings
 from app.store.runs import RunStore
 from app.workflows.providers import ProviderPolicy
 
-__all__ = ["Services", "build_services"]
+__all__ = ["Services", "build_services", "close_database", "open_database"]
+
+
+async def open_database(settings: Settings, *, migrate: bool = True, pool: bool = True) -> None:
+    """Point the store at the settings' database, migrate it, and open its pool."""
+    from app.store import db
+
+    db.configure(settings.database_url)
+    if migrate:
+        await db.migrate()
+    if pool:
+        await db.open_pool()
+
+
+async def close_database() -> None:
+    from app.store import db
+
+    await db.close()
 
 
 def _utcnow() -> datetime:

@@ -30,9 +30,8 @@ from app.services.demo import seed_demo
 from app.services.runs import RunService
 from app.services.scheduling import Scheduler
 from app.services.supervisor import RunSupervisor
-from app.services.wiring import build_services
+from app.services.wiring import build_services, close_database, open_database
 from app.settings import Settings
-from app.store import db
 from app.web.audit import AuditController
 from app.web.auth import authenticate, identity_of
 from app.web.errors import exception_handlers
@@ -147,11 +146,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        db.configure(settings.database_url)
-        if migrate:
-            await db.migrate()
-        if pool:
-            await db.open_pool()
+        await open_database(settings, migrate=migrate, pool=pool)
         if queue_app is not None:
             await queue_app.open_async()
         await supervisor.start()
@@ -174,7 +169,7 @@ def create_app(
                 task.cancel()
             if queue_app is not None:
                 await queue_app.close_async()
-            await db.close()
+            await close_database()
 
     template_config = TemplateConfig(
         directory=ROOT / "templates",

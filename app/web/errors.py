@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.response import Redirect
 
 from app.errors import AppError
-from app.store.models import RunSummary
+from app.services.runs import RunSummary
 from app.web.render import answer_format, template, wants_row
 
 __all__ = ["exception_handlers"]

@@ -18,9 +18,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
 from app.errors import AppError
-from app.services.runs import RunService
-from app.store.models import Cursor, RunFilters
-from app.store.tables import RUN_STATUSES
+from app.services.runs import RUN_STATUSES, Cursor, RunFilters, RunService
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
 from app.web.render import answer_format, row_target, template

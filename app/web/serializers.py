@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.store.models import RunDetail, RunPage, RunSummary, StepView
+from app.services.runs import RunDetail, RunPage, RunSummary, StepView
 from app.web.formatting import iso
 
 __all__ = ["audit_json", "detail_json", "page_json", "run_json"]
