@@ -129,6 +129,9 @@ class Settings:
     operator_tokens: tuple[str, ...] = ()
     viewer_tokens: tuple[str, ...] = ()
     max_inputs_bytes: int = 64 * 1024
+    # SQLite only: how often the dashboard looks for runs changed by any process (on
+    # PostgreSQL it is told at once, by LISTEN/NOTIFY).
+    live_poll_seconds: float = 0.5
     # The Host headers the dashboard answers (`CA_ALLOWED_HOSTS`, port included where the
     # browser sends one); by default the loopback names on `port`. Anything else gets 400,
     # so that a DNS-rebinding page cannot talk to a dashboard on loopback.
@@ -154,6 +157,7 @@ class Settings:
             ("grace_seconds", "CA_GRACE_SECONDS"),
             ("session_idle_seconds", "CA_SESSION_IDLE_SECONDS"),
             ("session_lifetime_seconds", "CA_SESSION_LIFETIME_SECONDS"),
+            ("live_poll_seconds", "CA_LIVE_POLL_SECONDS"),
         ):
             if env.get(key):
                 try:

@@ -1,20 +1,76 @@
-// Keyboard operation of the run list, the shortcut help, and inline confirmation.
-// Rows are replaced by htmx (polling, restart); the selection is kept by run id.
+// Keyboard operation, inline confirmation, ticking times and announcements.
+// The page is redrawn under the operator by the live stream (rows, the run's header),
+// by restarts and by paging: selection, focus and an open confirmation are kept by
+// what they point at (a run id, a form's URL), never by DOM node.
 (function () {
   "use strict";
 
+  const ACTED = "ca-acted"; // sessionStorage: runs this tab acted on, to tell their outcome
+  const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+
   let selectedId = null;
   let rowHadFocus = false;
-  let pending = null; // {row, form, bar} while a confirmation is open
+  let focusKey = null; // {host, action} of a focused action button
+  let pending = null; // {form, bar, key} while a confirmation is open
+  let skew = 0; // server clock minus this browser's clock, in ms
 
   const live = () => document.getElementById("live");
   const rows = () => Array.from(document.querySelectorAll("#runs-body tr.run"));
   const rowById = (id) => document.getElementById("run-" + id);
+  const short = (id) => (id || "").slice(0, 8);
 
-  function announce(text) {
+  function announce(text, visible) {
     const region = live();
-    if (region) region.textContent = text;
+    if (region) {
+      // A repeated message is still read out: clear, then set on the next frame.
+      region.textContent = "";
+      requestAnimationFrame(() => (region.textContent = text));
+    }
+    if (visible) notice(text);
   }
+
+  function notice(text) {
+    const box = document.getElementById("alerts");
+    if (!box) return;
+    const note = document.createElement("p");
+    note.className = "alert alert-info";
+    note.textContent = text;
+    box.replaceChildren(note);
+    setTimeout(() => note.remove(), 6000);
+  }
+
+  // -- runs this tab acted on: their outcome is announced when it comes -------------
+
+  function acted() {
+    try {
+      return JSON.parse(sessionStorage.getItem(ACTED) || "{}");
+    } catch {
+      return {};
+    }
+  }
+
+  function remember(runId, verb) {
+    const all = acted();
+    all[runId] = verb;
+    sessionStorage.setItem(ACTED, JSON.stringify(all));
+  }
+
+  function reportOutcomes(root) {
+    const all = acted();
+    if (!Object.keys(all).length) return;
+    let changed = false;
+    for (const el of root.querySelectorAll("[data-run-id][data-status]")) {
+      const id = el.dataset.runId;
+      if (id in all && TERMINAL.has(el.dataset.status)) {
+        announce(`Run ${short(id)} ${el.dataset.status}.`);
+        delete all[id];
+        changed = true;
+      }
+    }
+    if (changed) sessionStorage.setItem(ACTED, JSON.stringify(all));
+  }
+
+  // -- selection --------------------------------------------------------------------
 
   function select(row, focus) {
     if (!row) return;
@@ -40,50 +96,113 @@
     return selectedId ? rowById(selectedId) : null;
   }
 
-  function closeConfirm(restoreFocus) {
-    if (!pending) return;
-    pending.bar.remove();
-    pending.form.hidden = false;
-    const row = pending.row;
-    pending = null;
-    if (restoreFocus && row.isConnected) row.focus({ preventScroll: true });
+  // -- inline confirmation, the same for mouse and keyboard ---------------------------
+
+  // A form is known by its action URL and verb, so a redrawn row's form is "the same"
+  // only if it would do the same thing to the same run.
+  function formKey(form) {
+    const button = form.querySelector("[data-action]");
+    return button ? form.getAttribute("action") + "#" + button.dataset.action : null;
   }
 
-  function askConfirm(row, form) {
+  function formByKey(key) {
+    for (const form of document.querySelectorAll("form[action]")) {
+      if (formKey(form) === key) return form;
+    }
+    return null;
+  }
+
+  function closeConfirm(restoreFocus) {
+    if (!pending) return;
+    const { form, bar } = pending;
+    pending = null;
+    bar.remove();
+    form.classList.remove("is-confirming");
+    if (restoreFocus && form.isConnected) {
+      const host = form.closest("tr.run");
+      (host || form.querySelector("button"))?.focus({ preventScroll: true });
+    }
+  }
+
+  function askConfirm(form, quiet) {
     closeConfirm(false);
-    const verb = form.querySelector('[data-action="cancel"]') ? "Cancel" : "Restart";
-    const question = `${verb} run ${row.dataset.runId.slice(0, 8)}?`;
+    const question = form.dataset.confirm || "Are you sure?";
     const bar = document.createElement("span");
     bar.className = "confirm";
     bar.setAttribute("role", "group");
     bar.setAttribute("aria-label", question);
     const text = document.createElement("span");
+    text.className = "confirm-text";
     text.textContent = question;
     const yes = document.createElement("button");
     yes.type = "button";
-    yes.className = "btn";
+    yes.className = "btn btn-primary";
     yes.textContent = "Yes (y)";
     const no = document.createElement("button");
     no.type = "button";
     no.className = "btn";
     no.textContent = "No (Esc)";
     bar.append(text, yes, no);
-    form.hidden = true;
+    form.classList.add("is-confirming");
     form.after(bar);
-    pending = { row, form, bar };
+    pending = { form, bar, key: formKey(form) };
     yes.addEventListener("click", () => confirmPending());
-    no.addEventListener("click", () => closeConfirm(true));
-    announce(question + " Press y or Enter to confirm, Escape to back out.");
+    no.addEventListener("click", () => {
+      closeConfirm(true);
+      announce("Not done.");
+    });
+    if (!quiet) announce(question + " Press y or Enter to confirm, Escape to back out.");
     yes.focus({ preventScroll: true });
   }
 
   function confirmPending() {
     if (!pending) return;
-    const { form, row } = pending;
+    const { form } = pending;
+    const button = form.querySelector("[data-action]");
+    const runId = form.dataset.run;
     closeConfirm(false);
-    row.focus({ preventScroll: true });
+    const host = form.closest("tr.run");
+    if (host) host.focus({ preventScroll: true });
+    if (runId && button?.dataset.action === "cancel") remember(runId, "cancel");
+    // A restart from a run's page opens the new run's page: that run is the one to follow.
+    if (!form.hasAttribute("hx-post") && button?.dataset.action === "restart") {
+      sessionStorage.setItem(ACTED + "-next", "restart");
+    }
     form.dataset.confirmed = "1";
     form.requestSubmit();
+  }
+
+  // The row or header under an open confirmation was redrawn: open it again on the
+  // new form if it still does the same thing, or say why it no longer can.
+  function keepConfirmation() {
+    if (!pending || pending.bar.isConnected) return;
+    const key = pending.key;
+    const question = pending.form.dataset.confirm || "";
+    pending = null;
+    const form = formByKey(key);
+    if (form) {
+      askConfirm(form, true);
+    } else {
+      const what = question.replace(/\?.*$/, "").trim() || "That action";
+      announce(`${what}: no longer possible, the run has changed. Nothing was done.`, true);
+    }
+  }
+
+  // `r` or `c` where that action is not offered: say why, aloud and on screen.
+  function cannot(action, runId, status) {
+    const name = `Run ${short(runId)}`;
+    let why;
+    if (document.body.dataset.operate !== "yes") {
+      why = `You can only read: ${action === "restart" ? "restarting" : "cancelling"} a run needs an operator.`;
+    } else if (action === "restart") {
+      why =
+        status === "pending" || status === "running"
+          ? `${name} is ${status}: it can be restarted once it has ended.`
+          : `${name} is being restarted already.`;
+    } else {
+      why = `${name} is ${status}: only a pending or running run can be cancelled.`;
+    }
+    announce(why, true);
   }
 
   function isTyping(target) {
@@ -91,18 +210,92 @@
     return target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName);
   }
 
+  // -- times that tick -----------------------------------------------------------------
+
+  function relative(ms) {
+    const s = Math.floor(ms / 1000);
+    if (s < 5) return "just now";
+    if (s >= 86400) return `${Math.floor(s / 86400)}d ago`;
+    if (s >= 3600) return `${Math.floor(s / 3600)}h ago`;
+    if (s >= 60) return `${Math.floor(s / 60)}m ago`;
+    return `${s}s ago`;
+  }
+
+  function duration(ms) {
+    const s = ms / 1000;
+    if (s < 1) return `${Math.max(0, Math.round(ms))} ms`;
+    if (s < 60) return `${s.toFixed(1)} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m}m ${String(Math.floor(s % 60)).padStart(2, "0")}s`;
+    return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
+  }
+
+  function tick() {
+    const now = Date.now() + skew;
+    for (const el of document.querySelectorAll("time[data-rel]")) {
+      const text = relative(now - Date.parse(el.getAttribute("datetime")));
+      if (el.textContent !== text) el.textContent = text;
+    }
+    for (const el of document.querySelectorAll("[data-since]")) {
+      const text = duration(now - Date.parse(el.dataset.since));
+      if (el.textContent !== text) el.textContent = text;
+    }
+  }
+
+  function readSkew() {
+    const meta = document.querySelector('meta[name="server-time"]');
+    const at = meta && Date.parse(meta.content);
+    if (at) skew = at - Date.now();
+  }
+
+  // -- requests ------------------------------------------------------------------------
+
   // Cookie sessions need their CSRF token on every state-changing request.
   document.addEventListener("htmx:config:request", (event) => {
     const token = document.querySelector('meta[name="csrf-token"]')?.content;
     if (token) event.detail.ctx.request.headers["X-CSRF-Token"] = token;
   });
 
+  // A tab that was away too long is told to load its page again.
+  document.addEventListener("reload", () => {
+    if (document.getElementById("runs-table")) {
+      htmx.ajax("GET", location.pathname + location.search, { target: "#runs-table", swap: "outerHTML" });
+    } else {
+      location.reload();
+    }
+  });
+
+  function showNew() {
+    const button = document.querySelector("[data-show-new]");
+    if (!button) return false;
+    button.click();
+    return true;
+  }
+
+  function back() {
+    const list = document.querySelector("a[data-back]");
+    let from = null;
+    try {
+      from = document.referrer ? new URL(document.referrer) : null;
+    } catch {
+      from = null;
+    }
+    // Back to the list as the operator left it (filters, page), when they came from it.
+    if (from && from.origin === location.origin && from.pathname === "/workflows" && history.length > 1) {
+      history.back();
+    } else if (list) {
+      location.assign(list.href);
+    }
+  }
+
+  // -- keys ----------------------------------------------------------------------------
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const help = document.getElementById("help");
     if (help && help.open) return; // the dialog handles Esc itself
     if (pending) {
-      if (event.key === "y" || event.key === "Enter") {
+      if (event.key === "y" || (event.key === "Enter" && !event.target.closest?.(".confirm button:not(.btn-primary)"))) {
         event.preventDefault();
         confirmPending();
       } else if (event.key === "Escape" || event.key === "n") {
@@ -116,7 +309,8 @@
       if (event.key === "Escape") event.target.blur();
       return;
     }
-    const onControl = event.target instanceof Element && event.target.closest("a, button");
+    const onControl = event.target instanceof Element && event.target.closest("a, button, summary");
+    const detail = document.getElementById("run-detail");
     switch (event.key) {
       case "j":
       case "ArrowDown":
@@ -142,15 +336,32 @@
       }
       case "r":
       case "c": {
+        const action = event.key === "r" ? "restart" : "cancel";
+        if (detail) {
+          event.preventDefault();
+          const button = document.querySelector(`#run-actions button[data-action="${action}"]`);
+          if (button) askConfirm(button.form);
+          else cannot(action, detail.dataset.runId, document.getElementById("run-status")?.dataset.status);
+          break;
+        }
         const row = selectedRow();
         if (!row) return;
-        const action = event.key === "r" ? "restart" : "cancel";
-        const button = row.querySelector(`button[data-action="${action}"]`);
         event.preventDefault();
-        if (button) askConfirm(row, button.form);
-        else announce(`Run ${row.dataset.runId.slice(0, 8)} cannot be ${action === "restart" ? "restarted" : "cancelled"} now.`);
+        const button = row.querySelector(`button[data-action="${action}"]`);
+        if (button) askConfirm(button.form);
+        else cannot(action, row.dataset.runId, row.dataset.status);
         break;
       }
+      case ".":
+        if (showNew()) event.preventDefault();
+        break;
+      case "u":
+      case "Backspace":
+        if (detail) {
+          event.preventDefault();
+          back();
+        }
+        break;
       case "/": {
         const box = document.querySelector('#filters input[name="q"]');
         if (box) {
@@ -178,7 +389,7 @@
     }
   });
 
-  // A mouse click on Cancel asks first, like the keyboard does; Restart is safe to do at once.
+  // Every click on Restart or Cancel asks first, in the same place the keyboard does.
   document.addEventListener(
     "submit",
     (event) => {
@@ -188,14 +399,11 @@
         delete form.dataset.confirmed;
         return;
       }
-      if (!form.querySelector('[data-action="cancel"]')) return;
       event.preventDefault();
       event.stopImmediatePropagation();
       const row = form.closest("tr.run");
-      if (row) {
-        select(row, false);
-        askConfirm(row, form);
-      }
+      if (row) select(row, false);
+      askConfirm(form);
     },
     true,
   );
@@ -204,25 +412,69 @@
     const target = event.target instanceof Element ? event.target : null;
     if (target?.closest("[data-help-open]")) document.getElementById("help")?.showModal();
     const row = target?.closest("#runs-body tr.run");
-    if (row && !target.closest("a, button, form")) select(row, true);
+    if (row && !target.closest("a, button, form, .confirm")) select(row, true);
   });
 
   document.addEventListener("focusin", (event) => {
-    const row = event.target instanceof Element ? event.target.closest("#runs-body tr.run") : null;
-    rowHadFocus = Boolean(row);
+    const target = event.target instanceof Element ? event.target : null;
+    const row = target?.closest("#runs-body tr.run");
+    rowHadFocus = Boolean(row) && target === row;
     if (row && row.dataset.runId !== selectedId) select(row, false);
+    const button = target?.closest("button[data-action]");
+    const host = button?.closest("[id]");
+    focusKey = button && host ? { host: host.id, action: button.dataset.action } : null;
   });
 
-  // Rows are swapped in place by polling and by restart: put the selection (and the
-  // focus, if the row had it) back on the row with the same run id.
-  new MutationObserver(() => {
-    if (!selectedId) return;
-    const row = rowById(selectedId);
-    if (!row) return;
-    if (!row.classList.contains("selected")) row.classList.add("selected");
-    const active = document.activeElement;
-    if (rowHadFocus && !pending && (active === document.body || active === null)) {
-      row.focus({ preventScroll: true });
+  // After paging or filtering, the table is new: land on its first row and say where.
+  function tableChanged(table) {
+    const label = table.dataset.pageLabel;
+    if (label) announce(label + ".");
+    const first = table.querySelector("#runs-body tr.run");
+    if (first && table.dataset.focusFirst !== "no") select(first, true);
+  }
+
+  // Redraws (stream, restart, paging) replace nodes: put selection, focus and an open
+  // confirmation back on the equivalent new nodes.
+  new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (!(node instanceof Element)) continue;
+        if (node.id === "runs-table" && !document.activeElement?.closest?.("#filters")) tableChanged(node);
+        else if (node.id === "runs-table") announce((node.dataset.pageLabel || "") + ".");
+        // The restart answer names the new run: follow it to tell how it ends.
+        const marks = node.matches("[data-acted-run]") ? [node] : node.querySelectorAll("[data-acted-run]");
+        for (const mark of marks) remember(mark.dataset.actedRun, "restart");
+        reportOutcomes(node.parentElement || node);
+      }
     }
+    keepConfirmation();
+    const active = document.activeElement;
+    const lost = active === document.body || active === null;
+    if (selectedId) {
+      const row = rowById(selectedId);
+      if (row) {
+        if (!row.classList.contains("selected")) row.classList.add("selected");
+        if (rowHadFocus && !pending && lost) row.focus({ preventScroll: true });
+      }
+    }
+    if (lost && !pending && focusKey) {
+      const button = document.getElementById(focusKey.host)?.querySelector(`button[data-action="${focusKey.action}"]`);
+      button?.focus({ preventScroll: true });
+    }
+    tick();
   }).observe(document.body, { childList: true, subtree: true });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    readSkew();
+    tick();
+    setInterval(tick, 1000);
+    const detail = document.getElementById("run-detail");
+    if (detail && sessionStorage.getItem(ACTED + "-next")) {
+      sessionStorage.removeItem(ACTED + "-next");
+      remember(detail.dataset.runId, "restart");
+    }
+    reportOutcomes(document);
+    const heading = document.querySelector("#run-detail h1");
+    if (heading) heading.focus({ preventScroll: true });
+  });
 })();

@@ -44,6 +44,8 @@ class Services:
     supervisor: RunSupervisor
     # The procrastinate App in the queue mode (to open and close with the process).
     queue_app: Any = None
+    # A dashboard's change feed for its live pages.
+    live: Any = None
 
 
 def build_services(
@@ -88,4 +90,14 @@ def build_services(
         runs.scheduler = InProcessScheduler(runs)
     if scheduler is not None:
         runs.scheduler = scheduler(runs)
-    return Services(runs=runs, supervisor=supervisor, queue_app=queue_app)
+    live = None
+    if kind == "dashboard":
+        from app.services.live import LiveHub
+
+        live = LiveHub(
+            store,
+            database_url=settings.database_url,
+            poll_seconds=settings.live_poll_seconds,
+            stats=runs.queue_stats if queued else None,
+        )
+    return Services(runs=runs, supervisor=supervisor, queue_app=queue_app, live=live)

@@ -653,6 +653,14 @@ class RunStore:
             return None
         return (await self._with_lineage([row]))[0]
 
+    async def get_summaries(self, run_ids: Iterable[str]) -> dict[str, RunSummary]:
+        """Several runs as the list shows them, by id (missing ids are left out)."""
+        ids = [parsed for r in run_ids if (parsed := _uuid_or_none(r)) is not None]
+        if not ids:
+            return {}
+        rows = await WorkflowRun.select(*_SUMMARY_COLUMNS).where(WorkflowRun.id.is_in(ids))
+        return {s.id: s for s in await self._with_lineage(rows)}
+
     async def get_detail(self, run_id: str) -> RunDetail | None:
         parsed = _uuid_or_none(run_id)
         if parsed is None:

@@ -66,6 +66,9 @@ class WorkflowRun(Table, tablename="workflow_run"):
     heartbeat_at = Timestamptz(null=True, default=None)
     # The procrastinate job executing the run, in the queue execution mode.
     job_id = BigInt(null=True, default=None)
+    # Stamped by database triggers on every write (see the migration of 2026-11-30
+    # 17:00): what each dashboard's change feed follows.
+    updated_at = Timestamptz(null=True, default=None)
 
 
 class StepRun(Table, tablename="step_run"):

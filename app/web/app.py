@@ -27,6 +27,7 @@ from litestar.template.config import TemplateConfig
 
 from app.services.access import AccessService
 from app.services.demo import seed_demo
+from app.services.live import LiveHub
 from app.services.runs import RunService
 from app.services.scheduling import Scheduler
 from app.services.supervisor import RunSupervisor
@@ -36,6 +37,7 @@ from app.web.audit import AuditController
 from app.web.auth import authenticate, identity_of
 from app.web.errors import exception_handlers
 from app.web.formatting import FILTERS, build_url
+from app.web.live import LiveController
 from app.web.login import LoginController
 from app.web.runs import RunController
 from app.web.security import MAX_BODY_BYTES, SecurityHeadersMiddleware, request_limits
@@ -105,7 +107,7 @@ async def _recover_periodically(runs: RunService, interval: float, *, adopts: bo
             log.exception("recovering interrupted runs failed")
 
 
-def _drain_on_signals(supervisor: RunSupervisor) -> None:
+def _drain_on_signals(supervisor: RunSupervisor, live: LiveHub) -> None:
     """Start draining the moment uvicorn is told to stop, before it waits for the
     requests and background tasks in flight: runs then reach their next node and are
     handed back instead of being cut off when the wait runs out. uvicorn's own
@@ -120,6 +122,8 @@ def _drain_on_signals(supervisor: RunSupervisor) -> None:
 
         def handler(signum: int, frame: Any, previous: Any = previous) -> None:
             loop.call_soon_threadsafe(supervisor.begin_drain)
+            # uvicorn waits for open responses before it stops: end the live streams.
+            loop.call_soon_threadsafe(live.stop_streams)
             previous(signum, frame)
 
         signal.signal(sig, handler)
@@ -142,6 +146,7 @@ def create_app(
     settings = settings or Settings.from_env()
     services = build_services(settings, kind="dashboard", clock=clock, scheduler=scheduler)
     runs, supervisor, queue_app = services.runs, services.supervisor, services.queue_app
+    live: LiveHub = services.live
     embedded = settings.execution != "queue"
 
     @contextlib.asynccontextmanager
@@ -153,7 +158,7 @@ def create_app(
         await supervisor.recover()
         if embedded:
             await supervisor.adopt(runs.execute_run)
-        _drain_on_signals(supervisor)
+        _drain_on_signals(supervisor, live)
         sweeper = asyncio.create_task(
             _recover_periodically(runs, settings.recovery_interval_seconds, adopts=embedded)
         )
@@ -161,6 +166,7 @@ def create_app(
         try:
             yield
         finally:
+            await live.close()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -181,6 +187,7 @@ def create_app(
             index,
             healthz,
             RunController,
+            LiveController,
             LoginController,
             WorkersController,
             AuditController,
@@ -195,6 +202,7 @@ def create_app(
             {
                 "settings": settings,
                 "runs": runs,
+                "live": live,
                 "clock": clock,
                 "access": AccessService(settings),
             }

@@ -101,4 +101,15 @@ def build_url(path: str, **params: Any) -> str:
     return f"{path}?{urlencode(query)}" if query else path
 
 
+def running_step(run: Any, steps: Any) -> dict[str, Any] | None:
+    """The node a running run is in now, and since when: steps are recorded as they
+    finish, so the current one started when the last recorded one ended (or the run
+    began)."""
+    if run.status != "running" or not run.current_node or run.started_at is None:
+        return None
+    ends = [s.completed_at for s in steps if s.completed_at is not None]
+    return {"node": run.current_node, "since": max([run.started_at, *ends])}
+
+
 FILTERS["timeline"] = timeline
+FILTERS["running_step"] = running_step

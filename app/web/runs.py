@@ -18,6 +18,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
 from app.errors import AppError
+from app.services.live import stamp_token
 from app.services.runs import RUN_STATUSES, Cursor, RunFilters, RunService
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
@@ -104,6 +105,8 @@ class RunController(Controller):
     async def _page(
         self, request: Request[Any, Any, Any], runs: RunService, query: ListQuery, *, partial: bool
     ) -> Response[Any]:
+        # Taken before the query: a run created after it is new to this page.
+        now = request.app.state.clock()
         page = await runs.list_runs(query.filters, query.cursor, query.limit, before=query.before)
         fmt = answer_format(request)
         if fmt == "json":
@@ -113,7 +116,8 @@ class RunController(Controller):
             "page": page,
             "filters": query.filters,
             "limit": query.limit,
-            "now": request.app.state.clock(),
+            "now": now,
+            "since": stamp_token(now),
         }
         if fmt == "htmx" or partial:
             return template("runs/_table.html", **context)
@@ -155,6 +159,7 @@ class RunController(Controller):
         runs: NamedDependency[RunService],
         run_id: FromPath[str],
     ) -> Response[Any]:
+        now = request.app.state.clock()
         detail = await runs.get_detail(run_id)
         history = await request.app.state.access.audit(run_id=detail.summary.id, limit=20)
         if answer_format(request) == "json":
@@ -166,7 +171,8 @@ class RunController(Controller):
             detail=detail,
             run=detail.summary,
             history=history,
-            now=request.app.state.clock(),
+            now=now,
+            since=stamp_token(now),
         )
 
     @get(

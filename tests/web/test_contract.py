@@ -71,7 +71,8 @@ async def test_restart_htmx_swaps_row_to_restarting_adds_new_row_and_announces(c
     soup = BeautifulSoup(response.text, "html.parser")
     row = soup.find("tr", id=f"run-{original}")
     assert "is-restarting" in row["class"]
-    assert row["hx-trigger"] == "every 2s"  # it follows the new run until it ends
+    # No row polls: the page's one live stream redraws it (tests/web/test_live.py).
+    assert not soup.select("[hx-trigger]")
     new_id = random_ids(response.text)[0]
     assert row.select_one(".restarting a")["href"] == f"/workflows/{new_id}"
     partials = soup.find_all("hx-partial")
@@ -79,11 +80,12 @@ async def test_restart_htmx_swaps_row_to_restarting_adds_new_row_and_announces(c
     assert partials[0]["hx-swap"] == "afterbegin"
     assert partials[0].find("tr")["id"] == f"run-{new_id}"
     assert "restarted as" in partials[1].get_text()
+    # The tab follows the new run to announce how it ends.
+    assert partials[1].find("span", attrs={"data-acted-run": new_id})
 
-    # Once the new run has ended, polling the original row shows the outcome and stops.
+    # Once the new run has ended, the original row shows the outcome.
     later = await client.get(f"/workflows/{original}/row", headers=HX)
     row = BeautifulSoup(later.text, "html.parser").find("tr")
-    assert not row.has_attr("hx-trigger")
     assert "restarted as" in row.select_one(".outcome").get_text()
     assert "completed" in row.select_one(".outcome").get_text()
 
@@ -225,7 +227,7 @@ async def test_cancel_in_three_formats_and_its_errors(client) -> None:
     r = await client.post(f"/workflows/{b}/cancel", headers=hx_row(b))
     assert r.status_code == 200
     row = BeautifulSoup(r.text, "html.parser").find("tr")
-    assert row["data-status"] == "cancelled" and not row.has_attr("hx-trigger")
+    assert row["data-status"] == "cancelled"
     r = await client.post(f"/workflows/{c}/cancel", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == f"/workflows/{c}"
 

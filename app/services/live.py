@@ -1,0 +1,436 @@
+"""Live pages: one change feed per process, fanned out to every open tab.
+
+The feed learns which runs changed, from any process: on PostgreSQL by LISTEN on the
+channel the `workflow_run` trigger notifies; on SQLite by one query per interval on the
+indexed `updated_at` that the triggers stamp. The hub hands each batch to the
+subscriptions (one per open tab). Each subscription keeps what its page shows and asks
+the hub for the rows it must redraw; the hub loads each run once per change, however
+many tabs show it, so database work follows the changes, not the number of tabs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.store.changes import CHANNEL, ChangeStore, overlap, parse_stamp, stamp_token
+from app.store.models import RunDetail, RunFilters, RunSummary
+from app.store.runs import RunStore
+
+__all__ = [
+    "CLOSED",
+    "LiveHub",
+    "LiveUpdate",
+    "Subscription",
+    "Watch",
+    "matches",
+    "parse_stamp",
+    "stamp_token",
+]
+
+log = logging.getLogger("configurable_agents.live")
+
+# A tab hidden for hours does not replay every change: past this many it redraws.
+CATCH_UP_LIMIT = 500
+# How far back a catch-up looks before its stamp: transactions commit in a different
+# order than they stamp their rows, so a late commit may carry a slightly older stamp.
+OVERLAP_SECONDS = 5.0
+CLOSED: Any = object()
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What one tab shows: a run's page (`run_id`), or a list page with its filters,
+    the runs on it, and the time after which a matching run counts as new."""
+
+    run_id: str | None = None
+    filters: RunFilters | None = None
+    shown: frozenset[str] = frozenset()
+    newer_than: datetime | None = None
+
+
+@dataclass
+class LiveUpdate:
+    stamp: datetime
+    rows: list[RunSummary] = field(default_factory=list)
+    new_runs: int = 0
+    detail: RunDetail | None = None
+    stats: Any = None
+    # So much changed while the tab was away that it should load its page again.
+    reload: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.new_runs or self.detail or self.stats or self.reload)
+
+
+def matches(filters: RunFilters, run: RunSummary) -> bool:
+    if filters.status and run.status != filters.status:
+        return False
+    if filters.workflow and run.workflow_name != filters.workflow:
+        return False
+    if filters.id_prefix:
+        digits = filters.id_prefix.replace("-", "").lower()
+        if not run.id.replace("-", "").startswith(digits):
+            return False
+    return True
+
+
+class _Memo:
+    """Loaded values by key, each tagged with the feed generation it was loaded at: a
+    reader that knows of generation `g` takes a value loaded at `g` or later, and
+    concurrent readers of a missing key share one load."""
+
+    def __init__(self, load: Callable[[list[str]], Awaitable[dict[str, Any]]]):
+        self.load = load
+        self.values: dict[str, tuple[int, Any]] = {}
+
+    async def get(self, keys: Iterable[str], generation: int, now: int) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        waits: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
+        missing: list[str] = []
+        for key in keys:
+            entry = self.values.get(key)
+            if entry is None or entry[0] < generation:
+                missing.append(key)
+            elif isinstance(entry[1], asyncio.Future):
+                waits.append((key, entry[1]))
+            else:
+                found[key] = entry[1]
+        if missing:
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            for key in missing:
+                self.values[key] = (now, future)
+            try:
+                loaded = await self.load(missing)
+            except BaseException as exc:
+                for key in missing:
+                    if self.values.get(key, (0, None))[1] is future:
+                        del self.values[key]
+                future.set_exception(exc)
+                future.exception()  # retrieved: the waiters get it, no warning if none
+                raise
+            future.set_result(loaded)
+            for key in missing:
+                if self.values.get(key, (0, None))[1] is future:
+                    self.values[key] = (now, loaded.get(key))
+                found[key] = loaded.get(key)
+        for key, pending in waits:
+            found[key] = (await pending).get(key)
+        return found
+
+    def prune(self, keep_from: int, limit: int = 5000) -> None:
+        if len(self.values) > limit:
+            self.values = {
+                k: v
+                for k, v in self.values.items()
+                if v[0] >= keep_from and not isinstance(v[1], asyncio.Future)
+            }
+
+
+class Subscription:
+    """One tab's view of the feed. `next()` waits for the next update worth sending."""
+
+    def __init__(self, hub: LiveHub, watch: Watch, stamp: datetime):
+        self.hub = hub
+        self.watch = watch
+        self.shown = set(watch.shown)
+        self.stamp = stamp
+        self.generation = hub.generation
+        self.pending: set[str] = set()
+        self.reload = False
+        self.new_ids: set[str] = set()
+        self.stats_seen = 0
+        self.wake = asyncio.Event()
+
+    def push(self, run_ids: Iterable[str], stamp: datetime, generation: int) -> None:
+        self.pending.update(run_ids)
+        self.stamp = max(self.stamp, stamp)
+        self.generation = generation
+        self.wake.set()
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+    async def next(self, timeout: float) -> LiveUpdate | Any | None:
+        """The next update; None when `timeout` passes with nothing to send; CLOSED when
+        the process is stopping."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self.hub.closed:
+                return CLOSED
+            if self.pending or self.reload or self._stats_changed():
+                update = await self._build()
+                if update:
+                    return update
+                continue
+            self.wake.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), left)
+
+    def _stats_changed(self) -> bool:
+        return self.watch.filters is not None and self.hub.stats_generation > self.stats_seen
+
+    async def _build(self) -> LiveUpdate:
+        ids, self.pending = self.pending, set()
+        update = LiveUpdate(stamp=self.stamp)
+        if self.reload:
+            self.reload = False
+            update.reload = True
+            return update
+        if self._stats_changed():
+            self.stats_seen = self.hub.stats_generation
+            update.stats = self.hub.stats
+        if not ids:
+            return update
+        generation = self.generation
+        ancestors = await self.hub.ancestors(ids, generation)
+        if self.watch.run_id is not None:
+            run_id = self.watch.run_id
+            if any(x == run_id or run_id in ancestors.get(x, ()) for x in ids):
+                update.detail = await self.hub.detail(run_id, generation)
+            return update
+        touched = {a for x in ids for a in (x, *ancestors.get(x, ())) if a in self.shown}
+        # A restart of a run on the page: its own row is there if this tab made it.
+        related = {x for x in ids if x not in self.shown and self.shown & set(ancestors.get(x, ()))}
+        candidates = ids - self.shown - related
+        wanted = touched | related | candidates
+        summaries = await self.hub.summaries(wanted, generation) if wanted else {}
+        update.rows = [summaries[i] for i in sorted(touched | related) if summaries.get(i)]
+        filters, newer = self.watch.filters, self.watch.newer_than
+        for run_id in candidates:
+            run = summaries.get(run_id)
+            if run is None or run_id in self.new_ids:
+                continue
+            if (newer is None or run.created_at > newer) and matches(filters, run):  # type: ignore[arg-type]
+                self.new_ids.add(run_id)
+                update.new_runs = len(self.new_ids)
+        return update
+
+
+class LiveHub:
+    """The process's change feed and its subscriptions."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        database_url: str,
+        poll_seconds: float = 0.5,
+        stats: Callable[[], Awaitable[Any]] | None = None,
+        stats_seconds: float = 5.0,
+    ):
+        self.store = store
+        self.changes = ChangeStore()
+        self.database_url = database_url
+        self.poll_seconds = poll_seconds
+        self.stats_source = stats
+        self.stats_seconds = stats_seconds
+        self.subscriptions: set[Subscription] = set()
+        self.generation = 0
+        self.closed = False
+        self.stats: Any = None
+        self.stats_generation = 0
+        self.last_stamp: datetime | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._has_subscribers = asyncio.Event()
+        self._heard_ids: set[str] = set()
+        self._heard_stamp: datetime | None = None
+        self._flush: asyncio.TimerHandle | None = None
+        self._ancestors = _Memo(self.changes.ancestors)
+        self._summaries = _Memo(self.store.get_summaries)
+        self._details = _Memo(self._load_details)
+
+    # -- subscriptions -----------------------------------------------------------
+
+    async def subscribe(self, watch: Watch, since: datetime | None) -> Subscription:
+        """A tab's subscription. With `since` (its page's time, or the last event it
+        saw), it first gets what changed after it."""
+        self._start()
+        stamp = since or datetime.now(UTC)
+        sub = Subscription(self, watch, stamp)
+        self.subscriptions.add(sub)
+        self._has_subscribers.set()
+        if since is not None:
+            changed = await self.changes.changed_since(
+                overlap(since, OVERLAP_SECONDS), CATCH_UP_LIMIT + 1
+            )
+            if len(changed) > CATCH_UP_LIMIT:
+                sub.reload = True
+            elif changed:
+                sub.push((i for i, _ in changed), max(s for _, s in changed), self.generation)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subscriptions.discard(sub)
+        if not self.subscriptions:
+            self._has_subscribers.clear()
+
+    def publish(self, run_ids: set[str], stamp: datetime) -> None:
+        """Runs that changed, up to the database time `stamp`."""
+        if not run_ids:
+            return
+        self.generation += 1
+        self.last_stamp = max(self.last_stamp or stamp, stamp)
+        for sub in list(self.subscriptions):
+            sub.push(run_ids, stamp, self.generation)
+        for memo in (self._ancestors, self._summaries, self._details):
+            memo.prune(self.generation - 2)
+
+    async def close(self) -> None:
+        """End every stream (their generators see CLOSED) and stop the feed."""
+        self.closed = True
+        for sub in list(self.subscriptions):
+            sub.wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def stop_streams(self) -> None:
+        """From a signal handler: end the streams now so the server can stop."""
+        self.closed = True
+        for sub in list(self.subscriptions):
+            sub.wake.set()
+
+    # -- what the subscriptions read (once per change, for all tabs) --------------
+
+    async def ancestors(self, ids: Iterable[str], generation: int) -> dict[str, tuple[str, ...]]:
+        # A run's ancestors never change: any generation will do.
+        return await self._ancestors.get(ids, 0, self.generation)
+
+    async def summaries(self, ids: Iterable[str], generation: int) -> dict[str, RunSummary]:
+        return await self._summaries.get(ids, generation, self.generation)
+
+    async def detail(self, run_id: str, generation: int) -> RunDetail | None:
+        return (await self._details.get([run_id], generation, self.generation)).get(run_id)
+
+    async def _load_details(self, run_ids: list[str]) -> dict[str, RunDetail | None]:
+        return {run_id: await self.store.get_detail(run_id) for run_id in run_ids}
+
+    # -- the feed ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._tasks or self.closed:
+            return
+        postgres = self.database_url.startswith(("postgres://", "postgresql://"))
+        self._tasks.append(asyncio.create_task(self._listen() if postgres else self._poll()))
+        if self.stats_source is not None:
+            self._tasks.append(asyncio.create_task(self._watch_stats()))
+
+    async def _poll(self) -> None:
+        """SQLite: one query per interval while any tab is open, for the runs stamped
+        since the last look (with an overlap, as commits may land out of stamp order)."""
+        last: datetime | None = None
+        seen: dict[str, datetime] = {}
+        while not self.closed:
+            if not self.subscriptions:
+                last = None
+                await self._has_subscribers.wait()
+            try:
+                if last is None:
+                    last = await self.changes.now()
+                rows = await self.changes.changed_since(overlap(last, 2.0), 1000)
+            except Exception:  # a locked file or a blip: the next look catches up
+                log.warning("the change feed could not read the database", exc_info=True)
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            fresh = {i for i, s in rows if seen.get(i, s.min.replace(tzinfo=UTC)) < s}
+            for i, s in rows:
+                seen[i] = max(s, seen.get(i, s))
+            if rows:
+                last = max(last, rows[-1][1])
+            horizon = overlap(last, 2.0)
+            seen = {i: s for i, s in seen.items() if s >= horizon}
+            self.publish(fresh, last)
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _listen(self) -> None:
+        """PostgreSQL: LISTEN on a connection of its own; after a lost connection,
+        listen again and catch up from the last change heard."""
+        wait = 0.2
+        while not self.closed:
+            try:
+                await self._listen_once()
+                wait = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("the change feed lost its database connection", exc_info=True)
+            if not self.closed:
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 5.0)
+
+    async def _listen_once(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.database_url)
+        lost = asyncio.Event()
+        try:
+            conn.add_termination_listener(lambda _c: lost.set())
+            await conn.add_listener(CHANNEL, self._heard)
+            if self.last_stamp is None:
+                self.last_stamp = await self.changes.now()
+            else:
+                rows = await self.changes.changed_since(
+                    overlap(self.last_stamp, OVERLAP_SECONDS), CATCH_UP_LIMIT
+                )
+                if rows:
+                    self.publish({i for i, _ in rows}, max(s for _, s in rows))
+            while not lost.is_set() and not conn.is_closed():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), 5.0)
+                if not lost.is_set():
+                    # A connection cut without a word (a firewall, a failover) is found
+                    # by asking it something.
+                    await conn.execute("SELECT 1")
+        finally:
+            if not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        run_id, _, epoch = payload.partition("|")
+        try:
+            stamp = datetime.fromtimestamp(float(epoch), UTC)
+        except ValueError:
+            stamp = datetime.now(UTC)
+        self._heard_ids.add(run_id)
+        self._heard_stamp = max(self._heard_stamp or stamp, stamp)
+        if self._flush is None:
+            # A burst of writes (a step, then the run's counters) becomes one batch.
+            self._flush = asyncio.get_running_loop().call_later(0.05, self._publish_heard)
+
+    def _publish_heard(self) -> None:
+        self._flush = None
+        ids, self._heard_ids = self._heard_ids, set()
+        if ids and self._heard_stamp is not None:
+            self.publish(ids, self._heard_stamp)
+
+    async def _watch_stats(self) -> None:
+        """The queue strip: one query per interval for all tabs, sent when it changes."""
+        assert self.stats_source is not None
+        while not self.closed:
+            if not self.subscriptions:
+                await self._has_subscribers.wait()
+            try:
+                stats = await self.stats_source()
+            except Exception:
+                log.warning("reading the queue's figures failed", exc_info=True)
+            else:
+                if stats != self.stats:
+                    self.stats = stats
+                    self.stats_generation += 1
+                    for sub in list(self.subscriptions):
+                        sub.wake.set()
+            await asyncio.sleep(self.stats_seconds)

@@ -1,0 +1,130 @@
+"""The live channel of a page: one Server-Sent Events stream per open tab.
+
+The list page subscribes with its filters and the runs it shows; a run's page with
+the run. Each message is a set of htmx partials (rows, the run's header and steps, the
+new-runs banner, the queue strip) rendered for the tab's own role, with the database
+time it is current to as its id, so a reconnecting tab (`Last-Event-ID`) catches up
+from there, on this process or another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from app.services.live import (
+    CLOSED,
+    LiveHub,
+    LiveUpdate,
+    Subscription,
+    Watch,
+    parse_stamp,
+    stamp_token,
+)
+from app.services.runs import RunService
+from app.web.runs import ListQuery, provide_list_query, provide_runs
+
+__all__ = ["LiveController"]
+
+KEEP_ALIVE_SECONDS = 15.0
+# A stream ends after this long and the browser opens the next at once (with
+# Last-Event-ID): its sign-in is checked again, and no tab outlives a revoked session
+# by more than this.
+STREAM_SECONDS = 300.0
+RECONNECT_MS = 1000
+MAX_SHOWN = 200
+
+
+def _render(request: Request[Any, Any, Any], name: str, **context: Any) -> str:
+    engine = request.app.template_engine
+    assert engine is not None
+    return engine.get_template(name).render(request=request, **context)
+
+
+async def _stream(
+    request: Request[Any, Any, Any], sub: Subscription, template: str, **context: Any
+) -> AsyncIterator[ServerSentEventMessage]:
+    clock = request.app.state.clock
+    loop_time = asyncio.get_running_loop().time
+    ends = loop_time() + STREAM_SECONDS
+    try:
+        # The first message sets how soon the browser comes back after a stream ends.
+        yield ServerSentEventMessage(comment="live", data=None, retry=RECONNECT_MS)
+        while loop_time() < ends:
+            update: LiveUpdate | None = await sub.next(
+                min(KEEP_ALIVE_SECONDS, max(ends - loop_time(), 0.01))
+            )
+            if update is CLOSED:
+                return
+            if update is None:
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
+                continue
+            if update.reload:
+                yield ServerSentEventMessage(
+                    event="reload", data="reload", id=stamp_token(update.stamp)
+                )
+                continue
+            html = _render(request, template, update=update, now=clock(), **context)
+            yield ServerSentEventMessage(data=html.strip() or None, id=stamp_token(update.stamp))
+    finally:
+        sub.close()
+
+
+def provide_live(request: Request[Any, Any, Any]) -> LiveHub:
+    return request.app.state.live
+
+
+def _since(request: Request[Any, Any, Any], since: str | None) -> Any:
+    # A reconnect's Last-Event-ID is newer than the page's own time.
+    return parse_stamp(request.headers.get("last-event-id")) or parse_stamp(since)
+
+
+class LiveController(Controller):
+    path = "/workflows"
+    dependencies = {
+        "runs": Provide(provide_runs, sync_to_thread=False),
+        "live": Provide(provide_live, sync_to_thread=False),
+        "list_query": Provide(provide_list_query, sync_to_thread=False),
+    }
+
+    @get("/events", name="live:list", summary="Live changes of a run list page (SSE)")
+    async def list_events(
+        self,
+        request: Request[Any, Any, Any],
+        live: NamedDependency[LiveHub],
+        list_query: NamedDependency[ListQuery],
+        shown: FromQuery[str | None] = None,
+        since: FromQuery[str | None] = None,
+    ) -> ServerSentEvent:
+        """Rows of `shown` (run ids, comma-separated) as they change, and a count of new
+        runs matching the filters; `since` is the page's time (an event id)."""
+        ids = frozenset(i for i in (shown or "").split(",")[:MAX_SHOWN] if len(i) == 36)
+        page_time = parse_stamp(since)
+        watch = Watch(filters=list_query.filters, shown=ids, newer_than=page_time)
+        sub = await live.subscribe(watch, _since(request, since))
+        return ServerSentEvent(
+            _stream(request, sub, "runs/_live_list.html", filters=list_query.filters),
+            headers={"X-Accel-Buffering": "no"},
+        )
+
+    @get("/{run_id:str}/events", name="live:detail", summary="Live changes of one run (SSE)")
+    async def detail_events(
+        self,
+        request: Request[Any, Any, Any],
+        runs: NamedDependency[RunService],
+        live: NamedDependency[LiveHub],
+        run_id: FromPath[str],
+        since: FromQuery[str | None] = None,
+    ) -> ServerSentEvent:
+        run = await runs.get_summary(run_id)  # 404 for an unknown run
+        sub = await live.subscribe(Watch(run_id=run.id), _since(request, since))
+        return ServerSentEvent(
+            _stream(request, sub, "runs/_live_detail.html"),
+            headers={"X-Accel-Buffering": "no"},
+        )
