@@ -159,11 +159,9 @@
     if (!pending) return;
     const { form } = pending;
     const button = form.querySelector("[data-action]");
-    const runId = form.dataset.run;
     closeConfirm(false);
     const host = form.closest("tr.run");
     if (host) host.focus({ preventScroll: true });
-    if (runId && button?.dataset.action === "cancel") remember(runId, "cancel");
     // A restart from a run's page opens the new run's page: that run is the one to follow.
     if (!form.hasAttribute("hx-post") && button?.dataset.action === "restart") {
       sessionStorage.setItem(ACTED + "-next", "restart");
@@ -254,6 +252,36 @@
   document.addEventListener("htmx:config:request", (event) => {
     const token = document.querySelector('meta[name="csrf-token"]')?.content;
     if (token) event.detail.ctx.request.headers["X-CSRF-Token"] = token;
+  });
+
+  // htmx drops the answer to a request whose row was redrawn meanwhile. So while a
+  // restart or cancel is in flight, the live stream's next message waits for it: the
+  // answer lands first, then the stream's newer state of the same rows.
+  const inflight = new Set();
+  let drained = null;
+  function finished(ctx) {
+    if (!inflight.delete(ctx) || inflight.size) return;
+    drained?.resolve();
+    drained = null;
+  }
+  document.addEventListener("htmx:before:request", (event) => {
+    const source = event.target;
+    if (!(source instanceof Element) || !source.closest("#runs-body")) return;
+    const ctx = event.detail.ctx;
+    inflight.add(ctx);
+    // The end is told on the source, or on the document once the source is gone.
+    source.addEventListener("htmx:finally:request", () => finished(ctx), { once: true });
+    setTimeout(() => finished(ctx), 15000);
+  });
+  document.addEventListener("htmx:finally:request", (event) => finished(event.detail?.ctx));
+  document.addEventListener("htmx:sse:before:message", (event) => {
+    if (!inflight.size) return;
+    if (!drained) {
+      let resolve;
+      const promise = new Promise((r) => (resolve = r));
+      drained = { promise, resolve };
+    }
+    event.detail.waitUntil(drained.promise);
   });
 
   // A tab that was away too long is told to load its page again.

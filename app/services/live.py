@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.store.changes import CHANNEL, ChangeStore, overlap, parse_stamp, stamp_token
@@ -78,6 +78,14 @@ def matches(filters: RunFilters, run: RunSummary) -> bool:
         if not run.id.replace("-", "").startswith(digits):
             return False
     return True
+
+
+def _is_fresh(seen: datetime | None, stamp: datetime, looked_at: datetime | None) -> bool:
+    """A row's stamp is new to the feed; or it may be: SQLite stamps in milliseconds, so
+    a write within the millisecond of the last look can carry the stamp already seen."""
+    if seen is None or stamp > seen:
+        return True
+    return looked_at is not None and stamp >= looked_at - timedelta(milliseconds=2)
 
 
 class _Memo:
@@ -330,8 +338,9 @@ class LiveHub:
 
     async def _poll(self) -> None:
         """SQLite: one query per interval while any tab is open, for the runs stamped
-        since the last look (with an overlap, as commits may land out of stamp order)."""
+        since the last look, with an overlap: a transaction commits after it stamps."""
         last: datetime | None = None
+        looked_at: datetime | None = None
         seen: dict[str, datetime] = {}
         while not self.closed:
             if not self.subscriptions:
@@ -339,17 +348,18 @@ class LiveHub:
                 await self._has_subscribers.wait()
             try:
                 if last is None:
-                    last = await self.changes.now()
-                rows = await self.changes.changed_since(overlap(last, 2.0), 1000)
+                    last = looked_at = await self.changes.now()
+                now, rows = await self.changes.look(overlap(last, 2.0), 1000)
             except Exception:  # a locked file or a blip: the next look catches up
                 log.warning("the change feed could not read the database", exc_info=True)
                 await asyncio.sleep(self.poll_seconds)
                 continue
-            fresh = {i for i, s in rows if seen.get(i, s.min.replace(tzinfo=UTC)) < s}
+            fresh = {i for i, s in rows if _is_fresh(seen.get(i), s, looked_at)}
             for i, s in rows:
                 seen[i] = max(s, seen.get(i, s))
             if rows:
                 last = max(last, rows[-1][1])
+            looked_at = now
             horizon = overlap(last, 2.0)
             seen = {i: s for i, s in seen.items() if s >= horizon}
             self.publish(fresh, last)

@@ -22,6 +22,9 @@ __all__ = ["CHANNEL", "ChangeStore", "overlap", "parse_stamp", "stamp_token"]
 CHANNEL = "ca_run_changed"
 
 
+Change = tuple[str, datetime]
+
+
 def _aware(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -55,7 +58,7 @@ class ChangeStore:
         rows = await WorkflowRun.raw(f"SELECT {db_now()} AS now")
         return _aware(rows[0]["now"])
 
-    async def changed_since(self, since: datetime, limit: int) -> list[tuple[str, datetime]]:
+    async def changed_since(self, since: datetime, limit: int) -> list[Change]:
         """Runs written after `since` (oldest change first), at most `limit`."""
         rows = await WorkflowRun.raw(
             "SELECT id, updated_at FROM workflow_run WHERE updated_at > {}"
@@ -64,6 +67,18 @@ class ChangeStore:
             limit,
         )
         return [(str(r["id"]), _aware(r["updated_at"])) for r in rows]
+
+    async def look(self, since: datetime, limit: int) -> tuple[datetime, list[Change]]:
+        """The database's time now, and the runs written after `since`: one statement."""
+        rows = await WorkflowRun.raw(
+            f"SELECT NULL AS id, {db_now()} AS updated_at UNION ALL"
+            " SELECT * FROM (SELECT id, updated_at FROM workflow_run WHERE updated_at > {}"
+            " ORDER BY updated_at LIMIT {})",
+            _bound(since),
+            limit,
+        )
+        now = next(_aware(r["updated_at"]) for r in rows if r["id"] is None)
+        return now, [(str(r["id"]), _aware(r["updated_at"])) for r in rows if r["id"] is not None]
 
     async def ancestors(self, run_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
         """For each run, the runs it was restarted from, nearest first: a change to a

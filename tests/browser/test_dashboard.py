@@ -21,8 +21,8 @@ NewPage = Callable[..., Page]
 Axe = Callable[[Page, str], None]
 RunDb = Callable[[Callable[[], Any]], Any]
 
-# Rows poll every 2 s; a restarted echo run ends at once, so its outcome shows on
-# the first or second poll.
+# The page's live stream brings a run's changes within a second or two (SQLite polls
+# every 0.5 s); a restarted echo run ends at once.
 OUTCOME_TIMEOUT = 7_000
 
 COMPLETED_OLD, FAILED_A, FAILED_B, COMPLETED_NEW = 1, 2, 3, 4
@@ -104,8 +104,12 @@ def test_restart_by_mouse(page: Page, runs: dict[int, str]) -> None:
     open_list(page)
     original = runs[FAILED_A]
     expect(table_rows(page)).to_have_count(4)
+    row(page, original).get_by_role("button", name="Restart").click()
+    # The mouse goes through the same confirmation as the keyboard.
+    confirm = row(page, original).locator(".confirm")
+    expect(confirm).to_contain_text(f"Restart run {original[:8]} (echo)? Its last run cost $")
     with page.expect_response(lambda r: r.url.endswith(f"/{original}/restart")) as answer:
-        row(page, original).get_by_role("button", name="Restart").click()
+        confirm.get_by_role("button", name="Yes (y)").click()
     assert answer.value.status == 200
     assert_restarted(page, original)
     expect(table_rows(page)).to_have_count(5)
@@ -127,13 +131,13 @@ def test_restart_by_keyboard(page: Page, runs: dict[int, str]) -> None:
     page.keyboard.press("r")
     confirm = target.locator(".confirm")
     expect(confirm).to_be_visible()
-    expect(confirm).to_contain_text(f"Restart run {original[:8]}?")
+    expect(confirm).to_contain_text(f"Restart run {original[:8]} (echo)?")
     expect(target.get_by_role("button", name="Restart")).to_be_hidden()
     with page.expect_response(lambda r: r.url.endswith(f"/{original}/restart")) as answer:
         page.keyboard.press("y")
     assert answer.value.status == 200
     assert_restarted(page, original)
-    # The selection and the focus survive the swaps and the polling.
+    # The selection and the focus survive the swaps and the live redraws.
     expect(target).to_have_class(re.compile(r"\bselected\b"))
     expect(target).to_be_focused()
     expect(page.locator("#runs-body tr.selected")).to_have_count(1)
@@ -161,10 +165,12 @@ def test_escape_backs_out_of_the_confirmation(page: Page, runs: dict[int, str]) 
 def test_restart_error_shows_in_the_row(
     page: Page, runs: dict[int, str], problems: Any, run_db: RunDb
 ) -> None:
-    """The page still offers Restart, but the run has started meanwhile: a 400 whose
-    message the row shows inline, and the row keeps working."""
+    """The page still offers Restart, but the run has started meanwhile (and the live
+    stream is cut, so the page does not know): a 400 whose message the row shows
+    inline, and the row keeps working."""
     original = runs[FAILED_A]
     problems.allow_status(400, f"/workflows/{original}/restart")
+    page.route("**/workflows/events*", lambda route: route.fulfill(status=204, body=""))
     open_list(page)
 
     async def flip_to_running() -> None:
@@ -178,8 +184,9 @@ def test_restart_error_shows_in_the_row(
 
     run_db(flip_to_running)
     target = row(page, original)
+    target.get_by_role("button", name="Restart").click()
     with page.expect_response(lambda r: r.url.endswith(f"/{original}/restart")) as answer:
-        target.get_by_role("button", name="Restart").click()
+        page.keyboard.press("y")
     assert answer.value.status == 400
     error = target.locator("p.row-error")
     expect(error).to_have_attribute("role", "alert")
@@ -193,7 +200,7 @@ def test_restart_error_shows_in_the_row(
     target.locator("td.wf").click()
     expect(target).to_have_class(re.compile(r"\bselected\b"))
     page.keyboard.press("c")
-    expect(target.locator(".confirm")).to_contain_text(f"Cancel run {original[:8]}?")
+    expect(target.locator(".confirm")).to_contain_text(f"Cancel run {original[:8]} (echo)?")
     page.keyboard.press("y")
     expect(target.locator(".badge")).to_have_text("cancelled")
     expect(page.locator("#live")).to_have_text(f"Run {original[:8]} cancelled")
@@ -300,8 +307,9 @@ def test_axe_audit_trail_and_run_history(new_page: NewPage, axe: Axe, runs: dict
     page = new_page(bypass_csp=True)
     open_list(page)
     original = runs[FAILED_A]
+    row(page, original).get_by_role("button", name="Restart").click()
     with page.expect_response(lambda r: r.url.endswith(f"/{original}/restart")) as answer:
-        row(page, original).get_by_role("button", name="Restart").click()
+        page.keyboard.press("y")
     assert answer.value.status == 200
     page.goto("/audit")
     expect(page.get_by_role("cell", name="restart")).to_have_count(1)

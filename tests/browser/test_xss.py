@@ -48,7 +48,7 @@ PAYLOADS = [
     "\u2028<!--<script>alert(8)//-->",
 ]
 RUNS = {n: fixed_id(900 + n) for n in range(len(PAYLOADS))}
-RUNNING = fixed_id(999)  # polled by the list page: its row comes back through htmx
+RUNNING = fixed_id(999)  # redrawn by the list page's live stream, through htmx
 ALLOWED_PATHS = ("/workflows", "/static/", "/favicon.ico")
 
 
@@ -168,7 +168,7 @@ def _shows(page: Page, text: str, where: str) -> None:
 
 @pytest.mark.parametrize("bypass_csp", [False, True], ids=["with-csp", "without-csp"])
 def test_the_corpus_is_shown_as_text_and_never_executes(
-    new_page: NewPage, base_url: str, corpus: None, bypass_csp: bool, problems: Any
+    new_page: NewPage, base_url: str, corpus: None, bypass_csp: bool, problems: Any, run_db: RunDb
 ) -> None:
     # A bare row fragment has no icon link, so the browser asks for /favicon.ico; the
     # run-id filter refuses the payload with a 400 that shows it.
@@ -181,9 +181,16 @@ def test_the_corpus_is_shown_as_text_and_never_executes(
     rows = page.locator("#runs-body tr.run")
     expect(rows).to_have_count(len(PAYLOADS) + 1)
     page.wait_for_function("() => window.htmx !== undefined")
-    # The running run's row polls every 2 s; wait for one swap to have come back.
-    with page.expect_response(lambda r: r.url.endswith(f"/{RUNNING}/row"), timeout=6_000):
-        pass
+    # The running run advances: its row comes back through the live stream.
+    expect(page.locator(f"#run-{RUNNING} .step")).to_contain_text("1/2")
+
+    async def advance() -> None:
+        await WorkflowRun.update({WorkflowRun.steps_done: 2}).where(
+            WorkflowRun.id == uuid.UUID(RUNNING)
+        )
+
+    run_db(advance)
+    expect(page.locator(f"#run-{RUNNING} .step")).to_contain_text("2/2", timeout=6_000)
     watch.check("list")
     for n, payload in enumerate(PAYLOADS):
         expect(page.locator(f"#run-{RUNS[n]} td.wf")).to_have_text(payload.strip())
