@@ -41,6 +41,7 @@ CATCH_UP_LIMIT = 500
 # order than they stamp their rows, so a late commit may carry a slightly older stamp.
 OVERLAP_SECONDS = 5.0
 CLOSED: Any = object()
+FEED_NAME = "configurable-agents live feed"
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,9 @@ class LiveHub:
             if len(changed) > CATCH_UP_LIMIT:
                 sub.reload = True
             elif changed:
+                # What is cached may be older than these changes (the feed rests while no
+                # tab is open): a generation of its own makes the catch-up read afresh.
+                self.generation += 1
                 sub.push((i for i, _ in changed), max(s for _, s in changed), self.generation)
         return sub
 
@@ -314,8 +318,7 @@ class LiveHub:
     # -- what the subscriptions read (once per change, for all tabs) --------------
 
     async def ancestors(self, ids: Iterable[str], generation: int) -> dict[str, tuple[str, ...]]:
-        # A run's ancestors never change: any generation will do.
-        return await self._ancestors.get(ids, 0, self.generation)
+        return await self._ancestors.get(ids, generation, self.generation)
 
     async def summaries(self, ids: Iterable[str], generation: int) -> dict[str, RunSummary]:
         return await self._summaries.get(ids, generation, self.generation)
@@ -348,7 +351,12 @@ class LiveHub:
                 await self._has_subscribers.wait()
             try:
                 if last is None:
+                    # What was written before the first tab opened is that tab's own
+                    # catch-up, not news.
                     last = looked_at = await self.changes.now()
+                    seen = {
+                        i: s for i, s in await self.changes.changed_since(overlap(last, 2.0), 1000)
+                    }
                 now, rows = await self.changes.look(overlap(last, 2.0), 1000)
             except Exception:  # a locked file or a blip: the next look catches up
                 log.warning("the change feed could not read the database", exc_info=True)
@@ -384,7 +392,10 @@ class LiveHub:
     async def _listen_once(self) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(self.database_url)
+        # Named, so that an operator can tell it among the server's connections.
+        conn = await asyncpg.connect(
+            self.database_url, server_settings={"application_name": FEED_NAME}
+        )
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda _c: lost.set())

@@ -71,7 +71,7 @@ def _answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     fmt = answer_format(request)
     if status == 401 and fmt != "json":
         target = f"/login?{urlencode({'next': request.url.path})}"
-        if fmt == "htmx":
+        if fmt == "htmx" or "text/event-stream" in request.headers.get("accept", ""):
             return Response("", status_code=401, headers={"HX-Redirect": target})
         return Redirect(target, status_code=303)
     if fmt == "json":
