@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-sqlite test-postgres lint fix snapshots migrate browser-deps postgres bench
+.PHONY: install run test test-sqlite test-postgres lint fix snapshots migrate browser-deps postgres bench \
+	bench-live
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -54,5 +55,9 @@ test-postgres: install browser-deps postgres  ## the suite on PostgreSQL only
 snapshots: install  ## rewrite the HTML snapshots after an intended change (read the diff!)
 	CA_TEST_DB=sqlite $(PY) -m pytest tests/web --snapshot-update
 
-bench: install postgres  ## the load benchmark (bench/run.py); BENCH_ARGS=--quick for 10k runs only
+bench: install postgres  ## bench/run.py, then bench/live.py; BENCH_ARGS=--quick: 10k runs, short windows
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.live $(filter --quick,$(BENCH_ARGS))
+
+bench-live: install postgres  ## live pages under load (bench/live.py); BENCH_ARGS=--quick for short windows
+	$(PY) -m bench.live $(BENCH_ARGS)

@@ -284,6 +284,23 @@
     event.detail.waitUntil(drained.promise);
   });
 
+  // Whether this page is following the runs: an operator who leaves a tab open must
+  // see when it is not.
+  function liveState(on) {
+    const state = document.getElementById("live-state");
+    if (!state) return;
+    state.hidden = false;
+    state.textContent = on ? "Live" : "Reconnecting…";
+    state.classList.toggle("is-off", !on);
+    document.documentElement.dataset.live = on ? "on" : "off";
+  }
+  document.addEventListener("htmx:sse:after:connection", () => liveState(true));
+  document.addEventListener("htmx:sse:error", () => liveState(false));
+  document.addEventListener("htmx:sse:close", (event) => {
+    // A redrawn table closes its stream and opens the next: not an outage.
+    if (event.detail?.reason !== "cleanup") liveState(false);
+  });
+
   // A tab that was away too long is told to load its page again.
   document.addEventListener("reload", () => {
     if (document.getElementById("runs-table")) {

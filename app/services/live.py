@@ -249,6 +249,7 @@ class LiveHub:
         self.stats: Any = None
         self.stats_generation = 0
         self.last_stamp: datetime | None = None
+        self._started = datetime.now(UTC)
         self._tasks: list[asyncio.Task[None]] = []
         self._has_subscribers = asyncio.Event()
         self._heard_ids: set[str] = set()
@@ -334,6 +335,7 @@ class LiveHub:
     def _start(self) -> None:
         if self._tasks or self.closed:
             return
+        self._started = datetime.now(UTC)
         postgres = self.database_url.startswith(("postgres://", "postgresql://"))
         self._tasks.append(asyncio.create_task(self._listen() if postgres else self._poll()))
         if self.stats_source is not None:
@@ -351,12 +353,9 @@ class LiveHub:
                 await self._has_subscribers.wait()
             try:
                 if last is None:
-                    # What was written before the first tab opened is that tab's own
-                    # catch-up, not news.
+                    # The overlap then resends what the first tab's catch-up may have
+                    # sent already: twice is harmless, never is not.
                     last = looked_at = await self.changes.now()
-                    seen = {
-                        i: s for i, s in await self.changes.changed_since(overlap(last, 2.0), 1000)
-                    }
                 now, rows = await self.changes.look(overlap(last, 2.0), 1000)
             except Exception:  # a locked file or a blip: the next look catches up
                 log.warning("the change feed could not read the database", exc_info=True)
@@ -400,14 +399,12 @@ class LiveHub:
         try:
             conn.add_termination_listener(lambda _c: lost.set())
             await conn.add_listener(CHANNEL, self._heard)
-            if self.last_stamp is None:
-                self.last_stamp = await self.changes.now()
-            else:
-                rows = await self.changes.changed_since(
-                    overlap(self.last_stamp, OVERLAP_SECONDS), CATCH_UP_LIMIT
-                )
-                if rows:
-                    self.publish({i for i, _ in rows}, max(s for _, s in rows))
+            # Listening now: what was written before (since the first tab subscribed, or
+            # since the last change heard before a lost connection) is read once.
+            since = self.last_stamp or self._started
+            rows = await self.changes.changed_since(overlap(since, OVERLAP_SECONDS), CATCH_UP_LIMIT)
+            if rows:
+                self.publish({i for i, _ in rows}, max(s for _, s in rows))
             while not lost.is_set() and not conn.is_closed():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), 5.0)
