@@ -111,26 +111,27 @@ class _Memo:
             else:
                 found[key] = entry[1]
         if missing:
-            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            # A task of its own: the tab that asked may go away (its stream closed)
+            # while others wait for the same load.
+            task = asyncio.get_running_loop().create_task(self.load(missing))
             for key in missing:
-                self.values[key] = (now, future)
-            try:
-                loaded = await self.load(missing)
-            except BaseException as exc:
-                for key in missing:
-                    if self.values.get(key, (0, None))[1] is future:
-                        del self.values[key]
-                future.set_exception(exc)
-                future.exception()  # retrieved: the waiters get it, no warning if none
-                raise
-            future.set_result(loaded)
-            for key in missing:
-                if self.values.get(key, (0, None))[1] is future:
-                    self.values[key] = (now, loaded.get(key))
-                found[key] = loaded.get(key)
+                self.values[key] = (now, task)
+            task.add_done_callback(lambda done: self._settle(done, missing, now))
+            waits.extend((key, task) for key in missing)
         for key, pending in waits:
-            found[key] = (await pending).get(key)
+            # Shielded: a waiter that is cancelled does not cancel the load for others.
+            found[key] = (await asyncio.shield(pending)).get(key)
         return found
+
+    def _settle(self, task: asyncio.Task[dict[str, Any]], keys: list[str], now: int) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        loaded = {} if failed else task.result()
+        for key in keys:
+            if self.values.get(key, (0, None))[1] is task:
+                if failed:
+                    del self.values[key]
+                else:
+                    self.values[key] = (now, loaded.get(key))
 
     def prune(self, keep_from: int, limit: int = 5000) -> None:
         if len(self.values) > limit:

@@ -111,3 +111,35 @@ def test_filters_match_as_the_list_query_does() -> None:
     assert not matches(RunFilters(status="completed"), run)
     assert not matches(RunFilters(workflow="summary"), run)
     assert not matches(RunFilters(id_prefix="ffff"), run)
+
+
+async def test_a_tab_that_goes_away_mid_load_does_not_break_the_others(empty_db: str) -> None:
+    run_id = await make_run(1, created_at=NOW, status="running")
+    hub, _ = counting_hub()
+    started = asyncio.Event()
+    load = hub._summaries.load
+
+    async def slow(ids):  # type: ignore[no-untyped-def]
+        started.set()
+        await asyncio.sleep(0.3)
+        return await load(ids)
+
+    hub._summaries.load = slow
+    watch = Watch(filters=RunFilters(), shown=frozenset({run_id}))
+    loading = await hub.subscribe(watch, None)
+    waiting = await hub.subscribe(watch, None)
+    try:
+        hub.publish({run_id}, datetime.now(UTC))
+        first = asyncio.create_task(loading.next(5))
+        await started.wait()
+        second = asyncio.create_task(waiting.next(5))
+        await asyncio.sleep(0.05)
+        first.cancel()  # its browser tab closed while its load ran
+        update = await second
+        assert [r.id for r in update.rows] == [run_id]
+        # And the next tab to ask is served from the finished load, not a broken one.
+        later = await hub.subscribe(watch, None)
+        hub.publish({run_id}, datetime.now(UTC))
+        assert [r.id for r in (await later.next(5)).rows] == [run_id]
+    finally:
+        hub.closed = True

@@ -330,6 +330,7 @@ async def test_two_dashboards_see_each_others_changes(
     with LiveServer(database_url, extra_env={**ENV, "EXECUTION": "queue"}) as other:
         async with (
             open_stream(server, list_path(failed)) as here,
+            open_stream(other, list_path(failed)) as there,
             httpx.AsyncClient(base_url=other.url, timeout=10) as client,
         ):
             answer = await client.post(
@@ -342,6 +343,11 @@ async def test_two_dashboards_see_each_others_changes(
                 lambda m: row_of(failed)(m) and new_id[:8] in m.data,
                 "the restart made on the other one",
             )
+            # The queue-mode dashboard's strip comes down its stream too (no polling).
+            strip = await there.wait_for(
+                lambda m: "#queue-strip" in m.data, "the queue strip", timeout=8
+            )
+            assert "workers live" in strip.data
 
 
 @postgres_only
