@@ -28,6 +28,7 @@ from app.services.live import (
     stamp_token,
 )
 from app.services.runs import RunService
+from app.web.auth import identity_of
 from app.web.runs import ListQuery, provide_list_query, provide_runs
 
 __all__ = ["LiveController"]
@@ -47,11 +48,41 @@ def _render(request: Request[Any, Any, Any], name: str, **context: Any) -> str:
     return engine.get_template(name).render(request=request, **context)
 
 
+class _Rows:
+    """Rows drawn once per change for every tab that shows them: the hub hands all tabs
+    the same summary object for a change, so (that object, role) is the key. Streamed
+    rows carry no CSRF field: htmx sends the token as a header, and only htmx reads a
+    stream."""
+
+    def __init__(self, limit: int = 2000):
+        self.limit = limit
+        self.drawn: dict[tuple[int, bool], tuple[Any, str]] = {}
+
+    def html(self, request: Request[Any, Any, Any], run: Any, now: Any, operate: bool) -> str:
+        key = (id(run), operate)
+        hit = self.drawn.get(key)
+        if hit is not None and hit[0] is run:
+            return hit[1]
+        engine = request.app.template_engine
+        assert engine is not None
+        row = engine.get_template("runs/_rows.html").module.run_row  # type: ignore[attr-defined]
+        html = str(row(run, now, operate, None))
+        if len(self.drawn) >= self.limit:
+            self.drawn.clear()
+        self.drawn[key] = (run, html)
+        return html
+
+
+ROWS = _Rows()
+
+
 async def _stream(
     request: Request[Any, Any, Any], sub: Subscription, template: str, **context: Any
 ) -> AsyncIterator[ServerSentEventMessage]:
     clock = request.app.state.clock
     loop_time = asyncio.get_running_loop().time
+    identity = identity_of(request)
+    operate = identity is not None and identity.role == "operator"
     ends = loop_time() + STREAM_SECONDS
     try:
         # The first message sets how soon the browser comes back after a stream ends.
@@ -70,7 +101,9 @@ async def _stream(
                     event="reload", data="reload", id=stamp_token(update.stamp)
                 )
                 continue
-            html = _render(request, template, update=update, now=clock(), **context)
+            now = clock()
+            rows = [(run.id, ROWS.html(request, run, now, operate)) for run in update.rows]
+            html = _render(request, template, update=update, rows=rows, now=now, **context)
             yield ServerSentEventMessage(data=html.strip() or None, id=stamp_token(update.stamp))
     finally:
         sub.close()

@@ -251,6 +251,31 @@ async def test_an_unreadable_last_event_id_is_ignored(empty_db: str, server: Liv
         await stream.wait_for(row_of(a), "the row, after a bad Last-Event-ID")
 
 
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("status=nope", 400),
+        ("limit=0", 400),
+        ("q=zz", 400),
+        ("shown=x,<script>,' OR 1=1&since=-5", 200),
+        ("since=99999999999999999999999", 200),
+    ],
+)
+async def test_bad_stream_parameters_are_refused_or_ignored(
+    empty_db: str, server: LiveServer, query: str, status: int
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        client.stream("GET", f"/workflows/events?{query}", headers=_as(OPERATOR)) as answer,
+    ):
+        assert answer.status_code == status
+        if status == 200:
+            first = await anext(answer.aiter_lines())
+            assert first == ": live"
+        else:
+            assert "text/event-stream" not in answer.headers.get("content-type", "")
+
+
 async def test_a_viewer_stream_has_no_actions_and_an_anonymous_one_is_refused(
     empty_db: str, server: LiveServer
 ) -> None:
