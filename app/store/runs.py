@@ -568,7 +568,7 @@ class RunStore:
         """`owner`'s pending runs created at least `waiting_for` seconds ago (database time)."""
         rows = await WorkflowRun.raw(
             "SELECT id FROM workflow_run WHERE status = 'pending' AND owner = {}"
-            f" AND heartbeat_at < {db_ago()} LIMIT 500",
+            f" AND heartbeat_at <= {db_ago()} LIMIT 500",
             owner,
             waiting_for,
         )
