@@ -273,8 +273,9 @@ async def events_path(client: httpx.AsyncClient, shown: list[str]) -> str:
     if found is None:
         raise RuntimeError("the list page names no live stream")
     path = html.unescape(found.group(1))
-    ids = parse_qs(urlsplit(path).query)["shown"][0].split(",")
-    if sorted(ids) != sorted(shown):
+    # The page names its runs by short id (the first 8 hex digits).
+    ids = parse_qs(urlsplit(path).query)["shown"][0].split(".")
+    if sorted(ids) != sorted(run_id[:8] for run_id in shown):
         raise RuntimeError(f"the list page shows {len(ids)} runs, not the {len(shown)} running")
     return path
 

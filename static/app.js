@@ -49,10 +49,19 @@
     }
   }
 
+  function store(key, value) {
+    try {
+      if (value === null) sessionStorage.removeItem(key);
+      else sessionStorage.setItem(key, value);
+    } catch {
+      // Storage off or full: outcomes go unannounced, nothing else breaks.
+    }
+  }
+
   function remember(runId, verb) {
     const all = acted();
     all[runId] = verb;
-    sessionStorage.setItem(ACTED, JSON.stringify(all));
+    store(ACTED, JSON.stringify(all));
   }
 
   function reportOutcomes(root) {
@@ -67,7 +76,7 @@
         changed = true;
       }
     }
-    if (changed) sessionStorage.setItem(ACTED, JSON.stringify(all));
+    if (changed) store(ACTED, JSON.stringify(all));
   }
 
   // -- selection --------------------------------------------------------------------
@@ -105,8 +114,10 @@
     return button ? form.getAttribute("action") + "#" + button.dataset.action : null;
   }
 
-  function formByKey(key) {
-    for (const form of document.querySelectorAll("form[action]")) {
+  // The same form in the same row (two rows of one chain both offer its latest attempt).
+  function formByKey(key, hostId) {
+    const scope = (hostId && document.getElementById(hostId)) || document;
+    for (const form of scope.querySelectorAll("form[action]")) {
       if (formKey(form) === key) return form;
     }
     return null;
@@ -124,7 +135,9 @@
     }
   }
 
-  function askConfirm(form, quiet) {
+  // `focusOn`: "yes", "no", or null to leave the focus where it is (a redraw must not
+  // move the operator from "No" to "Yes").
+  function askConfirm(form, quiet, focusOn = "yes") {
     closeConfirm(false);
     const question = form.dataset.confirm || "Are you sure?";
     const bar = document.createElement("span");
@@ -145,14 +158,17 @@
     bar.append(text, yes, no);
     form.classList.add("is-confirming");
     form.after(bar);
-    pending = { form, bar, key: formKey(form) };
+    pending = { form, bar, key: formKey(form), focused: focusOn, host: form.closest("[id]")?.id };
+    bar.addEventListener("focusin", (event) => {
+      if (pending?.bar === bar) pending.focused = event.target === no ? "no" : "yes";
+    });
     yes.addEventListener("click", () => confirmPending());
     no.addEventListener("click", () => {
       closeConfirm(true);
       announce("Not done.");
     });
     if (!quiet) announce(question + " Press y or Enter to confirm, Escape to back out.");
-    yes.focus({ preventScroll: true });
+    if (focusOn) (focusOn === "no" ? no : yes).focus({ preventScroll: true });
   }
 
   function confirmPending() {
@@ -164,7 +180,7 @@
     if (host) host.focus({ preventScroll: true });
     // A restart from a run's page opens the new run's page: that run is the one to follow.
     if (!form.hasAttribute("hx-post") && button?.dataset.action === "restart") {
-      sessionStorage.setItem(ACTED + "-next", "restart");
+      store(ACTED + "-next", form.dataset.run || "");
     }
     form.dataset.confirmed = "1";
     form.requestSubmit();
@@ -174,12 +190,13 @@
   // new form if it still does the same thing, or say why it no longer can.
   function keepConfirmation() {
     if (!pending || pending.bar.isConnected) return;
-    const key = pending.key;
+    const { key, focused } = pending;
     const question = pending.form.dataset.confirm || "";
+    const host = pending.host;
     pending = null;
-    const form = formByKey(key);
+    const form = formByKey(key, host);
     if (form) {
-      askConfirm(form, true);
+      askConfirm(form, true, focused);
     } else {
       const what = question.replace(/\?.*$/, "").trim() || "That action";
       announce(`${what}: no longer possible, the run has changed. Nothing was done.`, true);
@@ -462,6 +479,8 @@
 
   document.addEventListener("focusin", (event) => {
     const target = event.target instanceof Element ? event.target : null;
+    // Focus moved away from an open confirmation: a redraw leaves it where it went.
+    if (pending && target && !pending.bar.contains(target)) pending.focused = null;
     const row = target?.closest("#runs-body tr.run");
     rowHadFocus = Boolean(row) && target === row;
     if (row && row.dataset.runId !== selectedId) select(row, false);
@@ -514,9 +533,16 @@
     tick();
     setInterval(tick, 1000);
     const detail = document.getElementById("run-detail");
-    if (detail && sessionStorage.getItem(ACTED + "-next")) {
-      sessionStorage.removeItem(ACTED + "-next");
-      remember(detail.dataset.runId, "restart");
+    let origin = null;
+    try {
+      origin = sessionStorage.getItem(ACTED + "-next");
+    } catch {
+      origin = null;
+    }
+    if (origin !== null) {
+      store(ACTED + "-next", null);
+      // Only the run that restart created: a refused restart lands elsewhere.
+      if (detail && detail.dataset.restartedFrom === origin) remember(detail.dataset.runId, "restart");
     }
     reportOutcomes(document);
     const heading = document.querySelector("#run-detail h1");

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,8 @@ log = logging.getLogger("configurable_agents.live")
 
 # A tab hidden for hours does not replay every change: past this many it redraws.
 CATCH_UP_LIMIT = 500
+# SQLite: at most this many changed runs per look; more means a burst (see _poll).
+POLL_LIMIT = 1000
 # How far back a catch-up looks before its stamp: transactions commit in a different
 # order than they stamp their rows, so a late commit may carry a slightly older stamp.
 OVERLAP_SECONDS = 5.0
@@ -47,7 +50,9 @@ FEED_NAME = "configurable-agents live feed"
 @dataclass(frozen=True)
 class Watch:
     """What one tab shows: a run's page (`run_id`), or a list page with its filters,
-    the runs on it, and the time after which a matching run counts as new."""
+    the runs on it (by short id, the first 8 hex digits: a page of 200 fits in a URL,
+    and a clash only costs a row sent that the page does not have), and the time after
+    which a matching run counts as new."""
 
     run_id: str | None = None
     filters: RunFilters | None = None
@@ -148,7 +153,7 @@ class Subscription:
     def __init__(self, hub: LiveHub, watch: Watch, stamp: datetime):
         self.hub = hub
         self.watch = watch
-        self.shown = set(watch.shown)
+        self.shown = {run_id[:8] for run_id in watch.shown}
         self.stamp = stamp
         self.generation = hub.generation
         self.pending: set[str] = set()
@@ -208,10 +213,15 @@ class Subscription:
             if any(x == run_id or run_id in ancestors.get(x, ()) for x in ids):
                 update.detail = await self.hub.detail(run_id, generation)
             return update
-        touched = {a for x in ids for a in (x, *ancestors.get(x, ())) if a in self.shown}
+        shown = self.shown
+        touched = {a for x in ids for a in (x, *ancestors.get(x, ())) if a[:8] in shown}
         # A restart of a run on the page: its own row is there if this tab made it.
-        related = {x for x in ids if x not in self.shown and self.shown & set(ancestors.get(x, ()))}
-        candidates = ids - self.shown - related
+        related = {
+            x
+            for x in ids
+            if x[:8] not in shown and any(a[:8] in shown for a in ancestors.get(x, ()))
+        }
+        candidates = {x for x in ids if x[:8] not in shown} - related
         wanted = touched | related | candidates
         summaries = await self.hub.summaries(wanted, generation) if wanted else {}
         update.rows = [summaries[i] for i in sorted(touched | related) if summaries.get(i)]
@@ -271,9 +281,13 @@ class LiveHub:
         self.subscriptions.add(sub)
         self._has_subscribers.set()
         if since is not None:
-            changed = await self.changes.changed_since(
-                overlap(since, OVERLAP_SECONDS), CATCH_UP_LIMIT + 1
-            )
+            try:
+                changed = await self.changes.changed_since(
+                    overlap(since, OVERLAP_SECONDS), CATCH_UP_LIMIT + 1
+                )
+            except BaseException:
+                self.unsubscribe(sub)
+                raise
             if len(changed) > CATCH_UP_LIMIT:
                 sub.reload = True
             elif changed:
@@ -298,6 +312,15 @@ class LiveHub:
             sub.push(run_ids, stamp, self.generation)
         for memo in (self._ancestors, self._summaries, self._details):
             memo.prune(self.generation - 2)
+
+    def reload_all(self, stamp: datetime) -> None:
+        """Too much changed to follow run by run: every tab loads its page again."""
+        self.last_stamp = max(self.last_stamp or stamp, stamp)
+        for sub in list(self.subscriptions):
+            sub.reload = True
+            sub.pending.clear()
+            sub.stamp = max(sub.stamp, stamp)
+            sub.wake.set()
 
     async def close(self) -> None:
         """End every stream (their generators see CLOSED) and stop the feed."""
@@ -357,9 +380,17 @@ class LiveHub:
                     # The overlap then resends what the first tab's catch-up may have
                     # sent already: twice is harmless, never is not.
                     last = looked_at = await self.changes.now()
-                now, rows = await self.changes.look(overlap(last, 2.0), 1000)
+                now, rows = await self.changes.look(overlap(last, 2.0), POLL_LIMIT)
             except Exception:  # a locked file or a blip: the next look catches up
                 log.warning("the change feed could not read the database", exc_info=True)
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            if len(rows) >= POLL_LIMIT:
+                # A burst (a bulk update stamps thousands of rows in one millisecond):
+                # the tabs load their pages again, and the feed goes on from now.
+                self.reload_all(now)
+                last = looked_at = now
+                seen = {}
                 await asyncio.sleep(self.poll_seconds)
                 continue
             fresh = {i for i, s in rows if _is_fresh(seen.get(i), s, looked_at)}
@@ -404,7 +435,9 @@ class LiveHub:
             # since the last change heard before a lost connection) is read once.
             since = self.last_stamp or self._started
             rows = await self.changes.changed_since(overlap(since, OVERLAP_SECONDS), CATCH_UP_LIMIT)
-            if rows:
+            if len(rows) >= CATCH_UP_LIMIT:
+                self.reload_all(max(s for _, s in rows))
+            elif rows:
                 self.publish({i for i, _ in rows}, max(s for _, s in rows))
             while not lost.is_set() and not conn.is_closed():
                 with contextlib.suppress(TimeoutError):
@@ -421,9 +454,10 @@ class LiveHub:
     def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         run_id, _, epoch = payload.partition("|")
         try:
+            uuid.UUID(run_id)  # anyone may NOTIFY the channel: only run ids go on
             stamp = datetime.fromtimestamp(float(epoch), UTC)
         except ValueError:
-            stamp = datetime.now(UTC)
+            return
         self._heard_ids.add(run_id)
         self._heard_stamp = max(self._heard_stamp or stamp, stamp)
         if self._flush is None:

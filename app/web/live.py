@@ -10,6 +10,7 @@ from there, on this process or another.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +23,6 @@ from app.services.live import (
     CLOSED,
     LiveHub,
     LiveUpdate,
-    Subscription,
     Watch,
     parse_stamp,
     stamp_token,
@@ -33,6 +33,8 @@ from app.web.runs import ListQuery, provide_list_query, provide_runs
 
 __all__ = ["LiveController"]
 
+log = logging.getLogger("configurable_agents.live")
+
 KEEP_ALIVE_SECONDS = 15.0
 # A stream ends after this long and the browser opens the next at once (with
 # Last-Event-ID): its sign-in is checked again, and no tab outlives a revoked session
@@ -40,6 +42,7 @@ KEEP_ALIVE_SECONDS = 15.0
 STREAM_SECONDS = 300.0
 RECONNECT_MS = 1000
 MAX_SHOWN = 200
+HEX = frozenset("0123456789abcdef-")
 
 
 def _render(request: Request[Any, Any, Any], name: str, **context: Any) -> str:
@@ -77,16 +80,24 @@ ROWS = _Rows()
 
 
 async def _stream(
-    request: Request[Any, Any, Any], sub: Subscription, template: str, **context: Any
+    request: Request[Any, Any, Any],
+    live: LiveHub,
+    watch: Watch,
+    since: Any,
+    template: str,
+    **context: Any,
 ) -> AsyncIterator[ServerSentEventMessage]:
     clock = request.app.state.clock
     loop_time = asyncio.get_running_loop().time
     identity = identity_of(request)
     operate = identity is not None and identity.role == "operator"
     ends = loop_time() + STREAM_SECONDS
+    # The first message sets how soon the browser comes back after a stream ends. The
+    # subscription is made after it, inside the generator, so that its `finally` runs
+    # however early the client goes.
+    yield ServerSentEventMessage(comment="live", data=None, retry=RECONNECT_MS)
+    sub = await live.subscribe(watch, since)
     try:
-        # The first message sets how soon the browser comes back after a stream ends.
-        yield ServerSentEventMessage(comment="live", data=None, retry=RECONNECT_MS)
         while loop_time() < ends:
             update: LiveUpdate | None = await sub.next(
                 min(KEEP_ALIVE_SECONDS, max(ends - loop_time(), 0.01))
@@ -94,7 +105,11 @@ async def _stream(
             if update is CLOSED:
                 return
             if update is None:
-                yield ServerSentEventMessage(comment="keep-alive", data=None)
+                # With the time it is current to, so that even a quiet tab reconnects
+                # (every STREAM_SECONDS, or when shown again) from here.
+                yield ServerSentEventMessage(
+                    comment="keep-alive", data=None, id=stamp_token(sub.stamp)
+                )
                 continue
             if update.reload:
                 yield ServerSentEventMessage(
@@ -105,6 +120,10 @@ async def _stream(
             rows = [(run.id, ROWS.html(request, run, now, operate)) for run in update.rows]
             html = _render(request, template, update=update, rows=rows, now=now, **context)
             yield ServerSentEventMessage(data=html.strip() or None, id=stamp_token(update.stamp))
+    except Exception:
+        # A database blip: end the stream; the browser comes back in a second with
+        # its Last-Event-ID and catches up.
+        log.warning("a live stream failed; the browser will reconnect", exc_info=True)
     finally:
         sub.close()
 
@@ -135,14 +154,23 @@ class LiveController(Controller):
         shown: FromQuery[str | None] = None,
         since: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
-        """Rows of `shown` (run ids, comma-separated) as they change, and a count of new
-        runs matching the filters; `since` is the page's time (an event id)."""
-        ids = frozenset(i for i in (shown or "").split(",")[:MAX_SHOWN] if len(i) == 36)
-        page_time = parse_stamp(since)
-        watch = Watch(filters=list_query.filters, shown=ids, newer_than=page_time)
-        sub = await live.subscribe(watch, _since(request, since))
+        """Rows of `shown` (short run ids, dot-separated) as they change, and a count of
+        new runs matching the filters; `since` is the page's time (an event id)."""
+        ids = frozenset(
+            i[:8].lower()
+            for i in (shown or "").replace(",", ".").split(".")[:MAX_SHOWN]
+            if len(i) in (8, 36) and all(c in HEX for c in i.lower())
+        )
+        watch = Watch(filters=list_query.filters, shown=ids, newer_than=parse_stamp(since))
         return ServerSentEvent(
-            _stream(request, sub, "runs/_live_list.html", filters=list_query.filters),
+            _stream(
+                request,
+                live,
+                watch,
+                _since(request, since),
+                "runs/_live_list.html",
+                filters=list_query.filters,
+            ),
             headers={"X-Accel-Buffering": "no"},
         )
 
@@ -156,8 +184,13 @@ class LiveController(Controller):
         since: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
         run = await runs.get_summary(run_id)  # 404 for an unknown run
-        sub = await live.subscribe(Watch(run_id=run.id), _since(request, since))
         return ServerSentEvent(
-            _stream(request, sub, "runs/_live_detail.html"),
+            _stream(
+                request,
+                live,
+                Watch(run_id=run.id),
+                _since(request, since),
+                "runs/_live_detail.html",
+            ),
             headers={"X-Accel-Buffering": "no"},
         )

@@ -141,6 +141,26 @@ def test_the_cancel_confirmation_survives_ten_seconds_of_updates(
     expect(page.locator("#live")).to_contain_text(f"Run {runs[RUNNING][:8]} cancelled")
 
 
+def test_a_redraw_keeps_the_focus_on_no(page: Page, runs: dict[int, str], run_db: RunDb) -> None:
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+    open_list(page)
+    row = page.locator(f"#run-{runs[RUNNING]}")
+    page.keyboard.press("j")
+    page.keyboard.press("c")
+    page.keyboard.press("Tab")
+    no = row.locator(".confirm").get_by_role("button", name="No (Esc)")
+    expect(no).to_be_focused()
+    set_progress(run_db, runs[RUNNING], 5)
+    expect(row.locator(".step")).to_contain_text("5/40")
+    # Redrawn under the operator: still on "No", so Enter backs out, never cancels.
+    expect(no).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(row.locator(".confirm")).to_have_count(0)
+    expect(row.locator(".badge")).to_have_text("running")
+    assert posted == []
+
+
 def test_a_confirmation_whose_run_changed_closes_and_says_why(
     page: Page, runs: dict[int, str], run_db: RunDb
 ) -> None:
