@@ -45,7 +45,16 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from bench.load import Server, percentile
-from bench.run import PG_ADMIN_URL, RESULTS, child, database, git_commit, hardware, server_env
+from bench.run import (
+    PG_ADMIN_URL,
+    RESULTS,
+    child,
+    database,
+    database_kinds,
+    git_commit,
+    hardware,
+    server_env,
+)
 
 FINISHED = 5000
 RUNNING = 50
@@ -742,10 +751,7 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument("--quick", action="store_true", help="shorter windows, 30 probes")
     args = parser.parse_args()
-    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
-    for k in kinds:
-        if k not in ("sqlite", "postgres"):
-            parser.error(f"unknown database {k!r}: use sqlite and/or postgres")
+    kinds = database_kinds(parser, args.databases)
     # A plain `kill` should stop the servers and drop the database too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     plan = QUICK if args.quick else FULL

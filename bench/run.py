@@ -461,6 +461,15 @@ async def _pg_version() -> str:
         await conn.close()
 
 
+def database_kinds(parser: argparse.ArgumentParser, value: str) -> list[str]:
+    """`--databases sqlite,postgres`, checked."""
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    for k in kinds:
+        if k not in ("sqlite", "postgres"):
+            parser.error(f"unknown database {k!r}: use sqlite and/or postgres")
+    return kinds
+
+
 def git_commit() -> str | None:
     with contextlib.suppress(Exception):
         out = subprocess.run(
@@ -671,10 +680,7 @@ def main() -> None:
         return
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")] if args.sizes else None
     sizes = sizes or ([10_000] if args.quick else list(SIZES))
-    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
-    for k in kinds:
-        if k not in ("sqlite", "postgres"):
-            parser.error(f"unknown database {k!r}: use sqlite and/or postgres")
+    kinds = database_kinds(parser, args.databases)
     limits = QUICK if args.quick else FULL
     started = datetime.now(UTC)
     report: dict[str, Any] = {
