@@ -159,6 +159,7 @@ class Subscription:
         self.pending: set[str] = set()
         self.reload = False
         self.new_ids: set[str] = set()
+        self.new_to_tell = False
         self.stats_seen = 0
         self.wake = asyncio.Event()
 
@@ -179,7 +180,7 @@ class Subscription:
         while True:
             if self.hub.closed:
                 return CLOSED
-            if self.pending or self.reload or self._stats_changed():
+            if self.pending or self.reload or self.new_to_tell or self._stats_changed():
                 update = await self._build()
                 if update:
                     return update
@@ -204,6 +205,9 @@ class Subscription:
         if self._stats_changed():
             self.stats_seen = self.hub.stats_generation
             update.stats = self.hub.stats
+        if self.new_to_tell:
+            self.new_to_tell = False
+            update.new_runs = len(self.new_ids)
         if not ids:
             return update
         generation = self.generation
@@ -280,6 +284,16 @@ class LiveHub:
         sub = Subscription(self, watch, stamp)
         self.subscriptions.add(sub)
         self._has_subscribers.set()
+        try:
+            if watch.filters is not None and watch.newer_than is not None:
+                # The banner counts every run that arrived after the page was drawn,
+                # also on a reconnect (which starts from its Last-Event-ID).
+                arrived = await self.store.created_after(watch.filters, watch.newer_than)
+                sub.new_ids = {i for i in arrived if i[:8] not in sub.shown}
+                sub.new_to_tell = bool(sub.new_ids)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
         if since is not None:
             try:
                 changed = await self.changes.changed_since(

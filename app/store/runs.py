@@ -189,6 +189,22 @@ def _prefix_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID] | None:
     return low, high
 
 
+def _filter_conditions(filters: RunFilters) -> list[Any] | None:
+    """The WHERE terms of a list filter; None when nothing can match (a bad prefix)."""
+    conditions: list[Any] = []
+    if filters.status:
+        conditions.append(WorkflowRun.status == filters.status)
+    if filters.workflow:
+        conditions.append(WorkflowRun.workflow_name == filters.workflow)
+    if filters.id_prefix:
+        bounds = _prefix_bounds(filters.id_prefix)
+        if bounds is None:
+            return None
+        conditions.append(WorkflowRun.id >= bounds[0])
+        conditions.append(WorkflowRun.id <= bounds[1])
+    return conditions
+
+
 def _summary(
     row: dict[str, Any],
     restarted_as: Sequence[str] = (),
@@ -752,17 +768,9 @@ class RunStore:
         `cursor` pages to older runs, `before` back to newer ones.
         """
         query = WorkflowRun.select(*_SUMMARY_COLUMNS)
-        conditions = []
-        if filters.status:
-            conditions.append(WorkflowRun.status == filters.status)
-        if filters.workflow:
-            conditions.append(WorkflowRun.workflow_name == filters.workflow)
-        if filters.id_prefix:
-            bounds = _prefix_bounds(filters.id_prefix)
-            if bounds is None:
-                return RunPage((), None, None, filters)
-            conditions.append(WorkflowRun.id >= bounds[0])
-            conditions.append(WorkflowRun.id <= bounds[1])
+        conditions = _filter_conditions(filters)
+        if conditions is None:
+            return RunPage((), None, None, filters)
         # Row-value comparisons are what both databases use as an index bound; the
         # equivalent OR form makes them scan from the newest row down to the page.
         if cursor is not None:
@@ -796,6 +804,19 @@ class RunStore:
             next_cursor = at(rows[-1]) if more else None
             prev_cursor = at(rows[0]) if cursor is not None else None
         return RunPage(tuple(runs), next_cursor, prev_cursor, filters)
+
+    async def created_after(
+        self, filters: RunFilters, after: datetime, limit: int = 1000
+    ) -> list[str]:
+        """Ids of the runs matching `filters` created after `after`, newest first."""
+        conditions = _filter_conditions(filters)
+        if conditions is None:
+            return []
+        query = WorkflowRun.select(WorkflowRun.id).where(WorkflowRun.created_at > after)
+        for condition in conditions:
+            query = query.where(condition)
+        rows = await query.order_by(WorkflowRun.created_at, ascending=False).limit(limit)
+        return [str(r["id"]) for r in rows]
 
     async def inputs_outputs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Inputs and outputs of these runs, for the JSON list; the HTML list never reads them."""

@@ -199,6 +199,22 @@ async def test_new_runs_matching_the_filter_count_in_the_banner(
         assert not any(row_of(fixed_id(n))(m) for n in (2, 3, 4) for m in stream.data())
 
 
+async def test_the_banner_keeps_its_count_across_a_reconnect(
+    empty_db: str, server: LiveServer
+) -> None:
+    shown = await make_run(1, created_at=_recent(), status="failed")
+    path = list_path(shown, status="failed")
+    async with open_stream(server, path) as stream:
+        await make_run(2, created_at=datetime.now(UTC), status="failed")
+        await make_run(3, created_at=datetime.now(UTC), status="failed")
+        await stream.wait_for(lambda m: "2 new runs" in m.data, "the banner at 2")
+    # Back after a while (a hidden tab): its last event id is a keep-alive's, later than
+    # both runs by more than the catch-up's overlap, so only the page's time counts them.
+    await asyncio.sleep(6)
+    async with open_stream(server, path, last_event_id=_now_token()) as again:
+        await again.wait_for(lambda m: "2 new runs — show" in m.data, "the banner, again at 2")
+
+
 async def test_a_restart_of_a_shown_run_redraws_its_row_not_the_banner(
     empty_db: str, server: LiveServer
 ) -> None:
