@@ -312,7 +312,14 @@
     document.documentElement.dataset.live = on ? "on" : "off";
   }
   document.addEventListener("htmx:sse:after:connection", () => liveState(true));
-  document.addEventListener("htmx:sse:error", () => liveState(false));
+  document.addEventListener("htmx:sse:error", (event) => {
+    liveState(false);
+    // The session ended (signed out elsewhere, or idle too long): sign in again and
+    // come back here, rather than retry forever.
+    if (event.detail?.status === 401) {
+      location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+    }
+  });
   document.addEventListener("htmx:sse:close", (event) => {
     // A redrawn table closes its stream and opens the next: not an outage.
     if (event.detail?.reason !== "cleanup") liveState(false);

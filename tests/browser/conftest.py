@@ -104,13 +104,19 @@ class PageProblems:
 
     errors: list[str] = field(default_factory=list)
     allowed: list[tuple[int, str]] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
 
     def allow_status(self, status: int, url_part: str) -> None:
         """Expect the browser's own log line for one intended error response."""
         self.allowed.append((status, url_part))
 
+    def expect_text(self, text: str) -> None:
+        """Expect a console error containing `text` (a library's own log of an intended
+        failure)."""
+        self.expected.append(text)
+
     def on_console(self, msg: ConsoleMessage) -> None:
-        if msg.type != "error":
+        if msg.type != "error" or any(text in msg.text for text in self.expected):
             return
         where = msg.location.get("url", "")
         for status, url_part in self.allowed:

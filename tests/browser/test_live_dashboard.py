@@ -322,3 +322,28 @@ def test_axe_with_the_banner_and_a_confirmation_open(
     page.keyboard.press("c")
     expect(page.locator(".confirm")).to_be_visible()
     axe(page, "the live list with the banner and an open confirmation")
+
+
+def test_a_stream_refused_for_an_ended_session_sends_the_operator_to_sign_in(
+    page: Page, runs: dict[int, str], problems: Any
+) -> None:
+    calls: list[str] = []
+    problems.allow_status(401, "/workflows/events")
+    problems.expect_text("SSE reconnect failed with status 401")
+
+    def answer(route: Any) -> None:
+        calls.append(route.request.url)
+        if len(calls) == 1:  # a stream that ends at once: the browser comes back soon
+            route.fulfill(
+                status=200,
+                headers={"Content-Type": "text/event-stream"},
+                body=": live\nretry: 100\n\n",
+            )
+        else:  # by then the session has ended
+            route.fulfill(status=401, body="")
+
+    page.route("**/workflows/events*", answer)
+    page.route("**/login*", lambda route: route.fulfill(status=200, body="<title>sign in</title>"))
+    page.goto("/workflows?status=failed")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fworkflows%3Fstatus%3Dfailed$"))
+    assert len(calls) >= 2
