@@ -12,11 +12,15 @@ from dataclasses import dataclass
 __all__ = [
     "AlreadyRestarted",
     "AppError",
+    "IdempotencyKeyReused",
     "InputsTooLarge",
     "InvalidInputs",
+    "InvalidSelection",
+    "OverSpendCap",
     "RunNotCancellable",
     "RunNotFound",
     "RunNotRestartable",
+    "RunNotResumable",
     "SchedulingFailed",
     "SnapshotUnusable",
     "SpecInvalid",
@@ -139,3 +143,40 @@ class SchedulingFailed(AppError):
     status = 500
     code = "scheduling_failed"
     title = "Cannot restart"
+
+
+class RunNotResumable(RunNotRestartable):
+    """Resume was asked for where completed nodes cannot be reused (say why)."""
+
+    code = "not_resumable"
+
+
+class InvalidSelection(AppError):
+    """A bulk request that names no runs, or too many, or is malformed."""
+
+    status = 400
+    code = "invalid_selection"
+    title = "Invalid selection"
+
+
+class OverSpendCap(AppError):
+    """The estimated cost of a bulk restart is above the cap: nothing was created."""
+
+    status = 400
+    code = "over_spend_cap"
+    title = "Over the spend cap"
+
+    def __init__(self, message: str, *, estimated_cost_usd: float, max_cost_usd: float):
+        super().__init__(message)
+        self.extra = {
+            "estimated_cost_usd": round(estimated_cost_usd, 6),
+            "max_cost_usd": max_cost_usd,
+        }
+
+
+class IdempotencyKeyReused(AppError):
+    """The Idempotency-Key was used before for a different request."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"

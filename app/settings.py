@@ -139,6 +139,13 @@ class Settings:
     # "inprocess": runs execute in the dashboard process (the embedded default);
     # "queue": on procrastinate workers (`configurable-agents worker`), PostgreSQL only.
     execution: str = "inprocess"
+    # Bulk restarts: refused when the estimated cost exceeds this (or the request's own
+    # `max_cost_usd`, whichever is lower), or when they would create more runs than
+    # `bulk_max_runs` (one transaction each).
+    bulk_max_cost_usd: float = 100.0
+    bulk_max_runs: int = 10_000
+    # The embedded mode: how many runs of a bulk restart execute at once in the dashboard.
+    local_concurrency: int = 8
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -158,12 +165,16 @@ class Settings:
             ("session_idle_seconds", "CA_SESSION_IDLE_SECONDS"),
             ("session_lifetime_seconds", "CA_SESSION_LIFETIME_SECONDS"),
             ("live_poll_seconds", "CA_LIVE_POLL_SECONDS"),
+            ("bulk_max_cost_usd", "CA_BULK_MAX_COST_USD"),
+            ("bulk_max_runs", "CA_BULK_MAX_RUNS"),
+            ("local_concurrency", "CA_LOCAL_CONCURRENCY"),
         ):
             if env.get(key):
+                kind = int if name in ("bulk_max_runs", "local_concurrency") else float
                 try:
-                    values[name] = float(env[key])
+                    values[name] = kind(env[key])
                 except ValueError:
-                    raise ValueError(f"{key}={env[key]!r} is not a number of seconds") from None
+                    raise ValueError(f"{key}={env[key]!r} is not a {kind.__name__}") from None
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

@@ -56,13 +56,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def empty_db(database_url: str) -> AsyncIterator[str]:
     """The session database with no runs in it."""
     from app.store import db
-    from app.store.tables import AuditEntry, StepRun, WebSession, WorkflowRun
+    from app.store.tables import AuditEntry, RestartBatch, StepRun, WebSession, WorkflowRun
 
     db.configure(database_url)
     await StepRun.delete(force=True)
     await WorkflowRun.delete(force=True)
     await WebSession.delete(force=True)
     await AuditEntry.delete(force=True)
+    await RestartBatch.delete(force=True)
     yield database_url
 
 

@@ -62,6 +62,8 @@ async def make_run(
     steps_total: int = 1,
     owner: str | None = "test-host:1",
     raw_snapshot: str | None = None,
+    cost_usd: float = 0.0,
+    tokens: int = 0,
 ) -> str:
     """Insert one run with id fixed_id(n). A finished run took 1.5 s from created_at."""
     run_id = fixed_id(n)
@@ -93,6 +95,8 @@ async def make_run(
             current_node="echo" if status == "running" else None,
             owner=owner,
             heartbeat_at=created_at,
+            total_cost_usd=cost_usd,
+            total_tokens=tokens,
         )
     )
     for i in range(steps):

@@ -81,6 +81,9 @@ class NoScheduler:
     async def schedule(self, run_id: str) -> None:
         return None
 
+    async def schedule_many(self, run_ids: list[str]) -> None:
+        return None
+
     async def cancelled(self, run_id: str) -> None:
         return None
 

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import (
@@ -23,6 +23,7 @@ from app.errors import (
     RunNotCancellable,
     RunNotFound,
     RunNotRestartable,
+    RunNotResumable,
     SchedulingFailed,
     SnapshotUnusable,
     SpecInvalid,
@@ -34,13 +35,14 @@ from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary,
 from app.store.processes import ProcessView
 from app.store.runs import DuplicateRestart, RunStore
 from app.store.tables import RUN_STATUSES
-from app.workflows.executor import execute
-from app.workflows.loader import validate_inputs, workflow_from_snapshot
+from app.workflows.executor import Replay, ReusedStep, execute, walk_reused
+from app.workflows.loader import parse_cli_value, validate_inputs, workflow_from_snapshot
 from app.workflows.providers import ProviderPolicy
 
 __all__ = [
     "RUN_STATUSES",
     "Cursor",
+    "RestartPlan",
     "RestartResult",
     "RunDetail",
     "RunFilters",
@@ -55,6 +57,65 @@ log = logging.getLogger("configurable_agents.runs")
 StepCallback = Callable[[str, str, dict[str, Any]], Awaitable[None] | None]
 
 
+@dataclass
+class RestartPlan:
+    """A restart checked but not created: what it would run and reuse, and its cost."""
+
+    original: RunSummary
+    snapshot: Any
+    inputs: dict[str, Any]
+    steps_total: int
+    spec: Any = None
+    mode: str | None = None
+    resume_from: str | None = None
+    # Edited inputs: (field, before, after) for each field that changed.
+    diff: list[tuple[str, Any, Any]] = field(default_factory=list)
+    # Resume: the node executions taken over, in order, and what they cost then.
+    reused_nodes: list[str] = field(default_factory=list)
+    reused_cost_usd: float = 0.0
+    reused_tokens: int = 0
+    estimated_cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class InputField:
+    name: str
+    type: str
+    # How the form edits it: "text", "textarea", "number", "bool" or "json".
+    kind: str
+    required: bool
+    description: str | None
+    default: Any
+    text: str
+
+
+@dataclass(frozen=True)
+class InputForm:
+    run: RunSummary
+    fields: list[InputField]
+    estimated_cost_usd: float
+
+
+def _input_kind(type_name: str) -> str:
+    if type_name in ("int", "float", "integer", "number"):
+        return "number"
+    if type_name in ("bool", "boolean"):
+        return "bool"
+    if type_name in ("str", "string"):
+        return "textarea"
+    return "json"
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, indent=2)
+
+
 @dataclass(frozen=True)
 class RestartResult:
     original: RunSummary
@@ -63,6 +124,7 @@ class RestartResult:
     # What executes the new run after the answer is sent (the embedded mode), or None
     # when a queue worker does.
     work: Awaitable[Any] | None = None
+    plan: RestartPlan | None = None
 
     @property
     def message(self) -> str:
@@ -97,6 +159,8 @@ class _StoreRecorder:
         self.on_step = on_step
         self.supervisor = supervisor
         self.handing_back = False
+        # Reused steps of its own (a run handed back earlier) are in the table already.
+        self.record_reused = True
         self._steps: dict[str, tuple[str, int, int | None]] = {}
         self._finished: list[dict[str, Any]] = []
 
@@ -123,6 +187,30 @@ class _StoreRecorder:
         if self._steps:
             await self.flush()
         await self._notify(node_id, result["status"], {"item_index": item_index, **result})
+
+    async def step_reused(self, node_id: str, order: int, step: ReusedStep) -> None:
+        import uuid
+
+        if self.record_reused:
+            now = self.store.clock()
+            self._finished.append(
+                {
+                    "id": uuid.uuid4(),
+                    "node_id": node_id,
+                    "order": order,
+                    "item_index": step.item_index,
+                    "status": "reused",
+                    "started_at": now,
+                    "completed_at": now,
+                    "output": dict(step.output),
+                    "error": None,
+                    "tokens": 0,
+                    "cost_usd": 0.0,
+                    "tries": 0,
+                    "reused_from": step.source,
+                }
+            )
+        await self._notify(node_id, "reused", {"item_index": step.item_index})
 
     async def should_stop(self, node_id: str | None = None) -> bool:
         if self.supervisor.draining:
@@ -260,12 +348,14 @@ class RunService:
                     error_message=f"the stored workflow snapshot is no longer valid: {exc}",
                 )
                 return "failed"
+            replay = await self._replay_for(claimed, recorder)
             result = await execute(
                 spec,
                 state,
                 attempt=claimed.attempt,
                 recorder=recorder,
                 policy=self.provider_policy,
+                replay=replay,
             )
             if recorder.handing_back:
                 await self._hand_back(run_id, owner)
@@ -296,6 +386,18 @@ class RunService:
         except Exception as exc:
             await asyncio.shield(self._fail(run_id, owner, recorder, type(exc).__name__, exc))
             raise
+
+    async def _replay_for(self, claimed: Any, recorder: _StoreRecorder) -> Replay | None:
+        """What the run takes over instead of executing: its own completed steps when it
+        was handed back by a process that stopped, or the original's when it resumes."""
+        if claimed.steps_kept:
+            recorder.record_reused = False
+            steps = await self.store.reusable_steps(claimed.id)
+            return Replay([_reused(s) for s in steps])
+        if claimed.restart_mode == "resume" and claimed.restarted_from:
+            steps = await self.store.reusable_steps(claimed.restarted_from)
+            return Replay([_reused(s) for s in steps], stop_at=claimed.resume_from)
+        return None
 
     async def _finish(self, run_id: str, owner: str, **outcome: Any) -> bool:
         return await retrying(
@@ -338,47 +440,41 @@ class RunService:
 
     # -- restart and cancel ----------------------------------------------------------
 
-    async def restart(self, run_id: str, *, trigger: str = "dashboard") -> RestartResult:
-        """Create the pending restart of a finished run, from its stored snapshot and
-        inputs, and schedule it; `result.work`, when set, executes it.
+    async def restart(
+        self,
+        run_id: str,
+        *,
+        trigger: str = "dashboard",
+        inputs: Mapping[str, Any] | None = None,
+        resume: str | None = None,
+    ) -> RestartResult:
+        """Create the pending restart of a finished run, from its stored snapshot, and
+        schedule it; `result.work`, when set, executes it.
+
+        `inputs` replaces the original's inputs (validated; the run records that they
+        were edited). `resume` ("failure", or a node that completed) reuses the
+        original's completed nodes up to that point instead of executing them again.
 
         Raises RunNotFound, RunNotRestartable (the run is pending or running),
         AlreadyRestarted (a run is restarted once, ever: the database refuses a second),
-        SnapshotUnusable, or SchedulingFailed (and then no new run is left behind).
+        RunNotResumable, InvalidInputs (400, naming the field), SnapshotUnusable, or
+        SchedulingFailed (and then no new run is left behind).
         """
-        found = await self.store.get_snapshot(run_id) if _is_uuid(run_id) else None
-        if found is None:
-            raise RunNotFound(f"no run with id {run_id!r}")
-        original, snapshot, inputs = found
-        if original.is_active:
-            raise RunNotRestartable(
-                f"run {original.short_id} is {original.status}: only a finished run can be"
-                " restarted",
-                run=original,
-            )
-        if snapshot is None:
-            raise SnapshotUnusable(
-                f"run {original.short_id} has no stored workflow snapshot", run=original
-            )
-        try:
-            spec = workflow_from_snapshot(snapshot)
-            validate_inputs(spec, inputs if isinstance(inputs, dict) else {})
-        except (SpecInvalid, InvalidInputs) as exc:
-            raise SnapshotUnusable(
-                f"the stored snapshot of run {original.short_id} is no longer valid: {exc}",
-                run=original,
-            ) from None
+        plan = await self.plan_restart(run_id, inputs=inputs, resume=resume)
+        original = plan.original
         attempt = original.attempt + 1
         try:
             new_id = await self.store.create_run(
-                workflow_name=spec.flow.name,
-                snapshot=snapshot,
-                inputs=inputs,
+                workflow_name=original.workflow_name,
+                snapshot=plan.snapshot,
+                inputs=plan.inputs,
                 trigger=trigger,
-                steps_total=len(spec.nodes),
+                steps_total=plan.steps_total,
                 owner=self.creator,
                 attempt=attempt,
                 restarted_from=original.id,
+                restart_mode=plan.mode,
+                resume_from=plan.resume_from,
             )
         except DuplicateRestart:
             raise await self._already_restarted(original) from None
@@ -390,7 +486,171 @@ class RunService:
             raise SchedulingFailed(
                 f"run {original.short_id} could not be scheduled: {exc}", run=original
             ) from exc
-        return RestartResult(original=original, run_id=new_id, attempt=attempt, work=work)
+        return RestartResult(
+            original=original, run_id=new_id, attempt=attempt, work=work, plan=plan
+        )
+
+    async def input_form(self, run_id: str) -> InputForm:
+        """The fields of the run's workflow, prefilled with its inputs, for editing."""
+        plan = await self.plan_restart(run_id)
+        written = {out for node in plan.spec.nodes for out in node.outputs}
+        fields = []
+        for name, spec in plan.spec.state.fields.items():
+            given = name in plan.inputs
+            if name in written and not given and not spec.required:
+                continue  # produced by a node, not an input
+            value = plan.inputs.get(name, spec.default)
+            fields.append(
+                InputField(
+                    name=name,
+                    type=str(spec.type),
+                    kind=_input_kind(str(spec.type)),
+                    required=bool(spec.required),
+                    description=spec.description,
+                    default=spec.default,
+                    text=_as_text(value),
+                )
+            )
+        return InputForm(
+            run=plan.original, fields=fields, estimated_cost_usd=plan.estimated_cost_usd
+        )
+
+    async def parse_form_inputs(self, run_id: str, raw: Mapping[str, str]) -> dict[str, Any]:
+        """Typed inputs from the edit form's text: numbers parsed, lists and objects as
+        JSON; an empty optional field is left to its default. 400 naming the field."""
+        plan = await self.plan_restart(run_id)
+        inputs: dict[str, Any] = {}
+        for name, text in raw.items():
+            spec = plan.spec.state.fields.get(name)
+            if spec is not None and not text.strip() and _input_kind(str(spec.type)) != "text":
+                continue
+            if spec is not None and not text and not spec.required:
+                continue
+            try:
+                inputs[name] = parse_cli_value(plan.spec, name, text)
+            except InvalidInputs as exc:
+                exc.status = 400
+                exc.extra = {"field": exc.field}
+                raise
+        return inputs
+
+    async def plan_restart(
+        self,
+        run_id: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        resume: str | None = None,
+    ) -> RestartPlan:
+        """Check a restart and say what it would do and cost, writing nothing: the
+        confirmation shows this, and `restart` creates it."""
+        found = await self.store.get_snapshot(run_id) if _is_uuid(run_id) else None
+        if found is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        original, snapshot, stored_inputs = found
+        if original.is_active:
+            raise RunNotRestartable(
+                f"run {original.short_id} is {original.status}: only a finished run can be"
+                " restarted",
+                run=original,
+            )
+        if snapshot is None:
+            raise SnapshotUnusable(
+                f"run {original.short_id} has no stored workflow snapshot", run=original
+            )
+        stored_inputs = stored_inputs if isinstance(stored_inputs, dict) else {}
+        try:
+            spec = workflow_from_snapshot(snapshot)
+            validate_inputs(spec, stored_inputs)
+        except (SpecInvalid, InvalidInputs) as exc:
+            raise SnapshotUnusable(
+                f"the stored snapshot of run {original.short_id} is no longer valid: {exc}",
+                run=original,
+            ) from None
+        if inputs is not None and resume is not None:
+            raise RunNotResumable(
+                "edited inputs and resume cannot be combined: the nodes a resume reuses ran"
+                " on the original inputs",
+                run=original,
+            )
+        plan = RestartPlan(original, snapshot, stored_inputs, len(spec.nodes), spec=spec)
+        if inputs is not None:
+            plan = self._edited(plan, inputs)
+        elif resume is not None:
+            plan = await self._resumed(plan, resume)
+        plan.estimated_cost_usd = await self._estimate(plan)
+        return plan
+
+    def _edited(self, plan: RestartPlan, inputs: Mapping[str, Any]) -> RestartPlan:
+        size = len(json.dumps(dict(inputs), default=str))
+        if size > self.max_inputs_bytes:
+            raise InputsTooLarge(
+                f"the inputs are {size} bytes of JSON; at most {self.max_inputs_bytes} are allowed"
+            )
+        try:
+            validate_inputs(plan.spec, inputs)
+        except InvalidInputs as exc:
+            # A mistake in the request, like any other: 400, naming the field.
+            exc.status = 400
+            exc.extra = {"field": exc.field}
+            raise
+        edited = dict(inputs)
+        if edited == plan.inputs:
+            return plan
+        plan.diff = input_diff(plan.inputs, edited)
+        plan.inputs = edited
+        plan.mode = "edited"
+        return plan
+
+    async def _resumed(self, plan: RestartPlan, resume: str) -> RestartPlan:
+        original = plan.original
+        steps = await self.store.reusable_steps(original.id)
+        nodes = [n.id for n in plan.spec.nodes]
+        completed = list(dict.fromkeys(s["node_id"] for s in steps))
+        if resume == "failure":
+            if original.status == "completed":
+                raise RunNotResumable(
+                    f"run {original.short_id} completed: nothing failed to resume from;"
+                    ' resume from one of its nodes with {"from": "<node id>"}',
+                    run=original,
+                )
+            stop_at = None
+        elif resume not in nodes:
+            raise RunNotResumable(
+                f"{resume!r} is not a node of workflow {original.workflow_name}"
+                f" (its nodes: {', '.join(nodes)})",
+                run=original,
+            )
+        elif resume not in completed:
+            raise RunNotResumable(
+                f"node {resume!r} did not complete in run {original.short_id}, so there is"
+                " no state after it to start from"
+                + (f"; it can resume from: {', '.join(completed)}" if completed else ""),
+                run=original,
+            )
+        else:
+            stop_at = resume
+        replay = Replay([_reused(s) for s in steps], stop_at=stop_at)
+        reused = await walk_reused(plan.spec, validate_inputs(plan.spec, plan.inputs), replay)
+        plan.mode = "resume"
+        plan.resume_from = stop_at
+        plan.reused_nodes = [s.node_id for s in reused]
+        plan.reused_cost_usd = sum(s.cost_usd for s in reused)
+        plan.reused_tokens = sum(s.tokens for s in reused)
+        return plan
+
+    async def _estimate(self, plan: RestartPlan) -> float:
+        """The run's own last cost, or its workflow's median when it recorded none; a
+        resume saves what the reused nodes cost."""
+        run = plan.original
+        known = run.total_tokens > 0 or run.total_cost_usd > 0
+        if plan.mode == "resume":
+            medians = await self.store.median_costs([run.workflow_name])
+            whole = medians.get(run.workflow_name, run.total_cost_usd)
+            return max(whole - plan.reused_cost_usd, 0.0)
+        if known:
+            return run.total_cost_usd
+        medians = await self.store.median_costs([run.workflow_name])
+        return medians.get(run.workflow_name, 0.0)
 
     async def _already_restarted(self, original: RunSummary) -> AlreadyRestarted:
         current = await self.store.get_summary(original.id) or original
@@ -464,6 +724,30 @@ class RunService:
 
     async def workers(self) -> list[ProcessView]:
         return await self.supervisor.processes.workers()
+
+
+def _reused(step: Mapping[str, Any]) -> ReusedStep:
+    output = step["output"]
+    return ReusedStep(
+        node_id=step["node_id"],
+        item_index=step["item_index"],
+        output=output if isinstance(output, dict) else {},
+        source=step["source"],
+        tokens=step["tokens"],
+        cost_usd=step["cost_usd"],
+    )
+
+
+def input_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, before, after) for every field whose value differs, in a stable order."""
+    missing = object()
+    names = list(dict.fromkeys([*before, *after]))
+    changed = []
+    for name in names:
+        old, new = before.get(name, missing), after.get(name, missing)
+        if old != new:
+            changed.append((name, None if old is missing else old, None if new is missing else new))
+    return changed
 
 
 def _is_uuid(value: str) -> bool:

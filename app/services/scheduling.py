@@ -25,6 +25,10 @@ class Scheduler(Protocol):
         """
         ...
 
+    async def schedule_many(self, run_ids: list[str]) -> None:
+        """Arrange for many pending runs (a bulk restart) to execute, in order."""
+        ...
+
     async def cancelled(self, run_id: str) -> None:
         """The run was just marked cancelled: stop its execution if it can be reached."""
         ...
@@ -42,6 +46,9 @@ class InProcessScheduler:
 
     async def schedule(self, run_id: str) -> Awaitable[Any] | None:
         return self.runs.execute_run(run_id)
+
+    async def schedule_many(self, run_ids: list[str]) -> None:
+        self.runs.supervisor.enqueue(run_ids, self.runs.execute_run)
 
     async def cancelled(self, run_id: str) -> None:
         """The executor notices the cancelled status before its next node."""

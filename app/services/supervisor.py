@@ -17,11 +17,12 @@ another process to start from the beginning.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class RunSupervisor:
         heartbeat_seconds: float = 2.0,
         stale_after_seconds: float = 20.0,
         grace_seconds: float = 30.0,
+        local_concurrency: int = 8,
     ):
         self.store = store
         self.processes = processes or ProcessStore()
@@ -116,6 +118,12 @@ class RunSupervisor:
         self._beating: asyncio.Task[None] | None = None
         self._registered = False
         self._spawned: set[asyncio.Task[Any]] = set()
+        # Runs waiting for one of `local_concurrency` slots (bulk restarts, adopted and
+        # resumed runs), in order.
+        self.local_concurrency = max(1, local_concurrency)
+        self._waiting: collections.deque[str] = collections.deque()
+        self._queued: set[str] = set()
+        self._pumps = 0
         # When our own heartbeat last failed (event loop time), or None.
         self._last_beat_failure: float | None = None
 
@@ -259,6 +267,32 @@ class RunSupervisor:
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)
 
+    def enqueue(self, run_ids: Iterable[str], execute: Callable[[str], Awaitable[Any]]) -> None:
+        """Execute runs in this process, at most `local_concurrency` at a time, in order:
+        a bulk restart of thousands of runs does not start thousands of executions."""
+        for run_id in run_ids:
+            if run_id not in self._queued:
+                self._queued.add(run_id)
+                self._waiting.append(run_id)
+        while self._pumps < min(self.local_concurrency, len(self._waiting)):
+            self._pumps += 1
+            task = asyncio.create_task(self._pump(execute), name="local runs")
+            self._spawned.add(task)
+            task.add_done_callback(self._spawned.discard)
+
+    async def _pump(self, execute: Callable[[str], Awaitable[Any]]) -> None:
+        try:
+            while self._waiting and not self.draining:
+                run_id = self._waiting.popleft()
+                try:
+                    await execute(run_id)
+                except Exception:  # the run is failed by its executor; go on with the next
+                    log.exception("executing run %s failed", run_id)
+                finally:
+                    self._queued.discard(run_id)
+        finally:
+            self._pumps -= 1
+
     async def wait_spawned(self) -> None:
         """Wait for the runs started by `spawn` (tests and the CLI)."""
         while self._spawned:
@@ -334,8 +368,7 @@ class RunSupervisor:
         if self.draining:
             return []
         adopted = await self.store.adopt_pending(self.instance_id)
-        for run_id in adopted:
-            self.spawn(run_id, execute)
+        self.enqueue(adopted, execute)
         return adopted
 
     async def resume_own(
@@ -347,8 +380,7 @@ class RunSupervisor:
         resumed = [
             run_id
             for run_id in await self.store.pending_of(self.instance_id, waiting_for=waiting_for)
-            if run_id not in self.inflight
+            if run_id not in self.inflight and run_id not in self._queued
         ]
-        for run_id in resumed:
-            self.spawn(run_id, execute)
+        self.enqueue(resumed, execute)
         return resumed

@@ -46,6 +46,7 @@ class Services:
     queue_app: Any = None
     # A dashboard's change feed for its live pages.
     live: Any = None
+    bulk: Any = None
 
 
 def build_services(
@@ -67,6 +68,7 @@ def build_services(
         heartbeat_seconds=settings.heartbeat_seconds,
         stale_after_seconds=settings.stale_after_seconds,
         grace_seconds=settings.grace_seconds,
+        local_concurrency=settings.local_concurrency,
     )
     queued = settings.execution == "queue" and kind != "cli"
     runs = RunService(
@@ -100,4 +102,13 @@ def build_services(
             poll_seconds=settings.live_poll_seconds,
             stats=runs.queue_stats if queued else None,
         )
-    return Services(runs=runs, supervisor=supervisor, queue_app=queue_app, live=live)
+    from app.services.bulk import BulkService
+    from app.store.bulk import BulkStore
+
+    bulk = BulkService(
+        runs,
+        BulkStore(clock),
+        max_cost_usd=settings.bulk_max_cost_usd,
+        max_runs=settings.bulk_max_runs,
+    )
+    return Services(runs=runs, supervisor=supervisor, queue_app=queue_app, live=live, bulk=bulk)

@@ -12,11 +12,18 @@ from piccolo.engine.sqlite import SQLiteEngine
 
 from app.store import piccolo_conf
 from app.store.engine import PooledSQLiteEngine, engine_from_url
-from app.store.tables import AuditEntry, RunProcess, StepRun, WebSession, WorkflowRun
+from app.store.tables import (
+    AuditEntry,
+    RestartBatch,
+    RunProcess,
+    StepRun,
+    WebSession,
+    WorkflowRun,
+)
 
 __all__ = ["close", "configure", "current_engine", "migrate", "open_pool"]
 
-_TABLES = (WorkflowRun, StepRun, RunProcess, WebSession, AuditEntry)
+_TABLES = (WorkflowRun, StepRun, RunProcess, WebSession, AuditEntry, RestartBatch)
 
 
 def configure(database_url: str) -> Engine:

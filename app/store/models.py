@@ -58,6 +58,9 @@ class RunSummary:
     steps_done: int
     current_node: str | None
     owner: str | None = None
+    # "edited" (restarted with other inputs), "resume" (completed nodes reused), or None.
+    restart_mode: str | None = None
+    resume_from: str | None = None
     # Its restart (a run is restarted at most once), as a one-element tuple.
     restarted_as: tuple[str, ...] = ()
     # The latest attempt of the chain of restarts that starts here, while it is
@@ -103,6 +106,8 @@ class StepView:
     tokens: int
     tries: int
     cost_usd: float = 0.0
+    # The run that executed it, when it was reused instead of executed (resume).
+    reused_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,9 @@ class RunFilters:
     status: str | None = None
     workflow: str | None = None
     id_prefix: str | None = None
+    # Created at or after `since`, before `until`.
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,21 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from app.store.tables import AuditEntry, RunProcess, StepRun, WebSession, WorkflowRun
+from app.store.tables import (
+    AuditEntry,
+    RestartBatch,
+    RunProcess,
+    StepRun,
+    WebSession,
+    WorkflowRun,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 APP_CONFIG = AppConfig(
     app_name="runs",
     migrations_folder_path=str(REPO_ROOT / "migrations"),
-    table_classes=[WorkflowRun, StepRun, RunProcess, WebSession, AuditEntry],
+    table_classes=[WorkflowRun, StepRun, RunProcess, WebSession, AuditEntry, RestartBatch],
     migration_dependencies=[],
     commands=[],
 )

@@ -30,6 +30,16 @@ class QueueStore:
             WorkflowRun.id == uuid.UUID(run_id)
         )
 
+    async def set_job_ids(self, jobs: list[tuple[str, int]]) -> None:
+        """The job of each run of a batch, in one statement."""
+        if jobs:
+            await WorkflowRun.raw(
+                "UPDATE workflow_run SET job_id = j.job_id FROM unnest({}::uuid[],"
+                " {}::bigint[]) AS j(id, job_id) WHERE workflow_run.id = j.id",
+                [uuid.UUID(run_id) for run_id, _ in jobs],
+                [job_id for _, job_id in jobs],
+            )
+
     async def job_id_of(self, run_id: str) -> int | None:
         row = await (
             WorkflowRun.select(WorkflowRun.job_id)

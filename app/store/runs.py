@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -51,6 +52,8 @@ _SUMMARY_COLUMNS = (
     WorkflowRun.steps_done,
     WorkflowRun.current_node,
     WorkflowRun.owner,
+    WorkflowRun.restart_mode,
+    WorkflowRun.resume_from,
 )
 
 
@@ -84,6 +87,7 @@ _STEP_TYPES = {
     "tokens": "integer",
     "tries": "integer",
     "cost_usd": "float8",
+    "reused_from": "uuid",
 }
 
 
@@ -127,6 +131,7 @@ def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, 
         "tokens": step.get("tokens", 0),
         "tries": step.get("tries", 1),
         "cost_usd": float(step.get("cost_usd", 0.0)),
+        "reused_from": uuid.UUID(step["reused_from"]) if step.get("reused_from") else None,
     }
 
 
@@ -138,13 +143,33 @@ class DuplicateRestart(Exception):
 
 
 class ClaimedRun:
-    """A pending run this process has just moved to running, with what it needs to execute."""
+    """A pending run this process has just moved to running, with what it needs to execute.
 
-    def __init__(self, run_id: str, snapshot: Any, inputs: dict[str, Any], attempt: int):
+    `steps_kept` counts the completed steps it kept when it was handed back: they are
+    reused, not executed again. A resume (`restart_mode` "resume") reuses the completed
+    steps of `restarted_from`, up to `resume_from`.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        snapshot: Any,
+        inputs: dict[str, Any],
+        attempt: int,
+        *,
+        steps_kept: int = 0,
+        restarted_from: str | None = None,
+        restart_mode: str | None = None,
+        resume_from: str | None = None,
+    ):
         self.id = run_id
         self.snapshot = snapshot
         self.inputs = inputs
         self.attempt = attempt
+        self.steps_kept = steps_kept
+        self.restarted_from = restarted_from
+        self.restart_mode = restart_mode
+        self.resume_from = resume_from
 
 
 def _utcnow() -> datetime:
@@ -202,6 +227,10 @@ def _filter_conditions(filters: RunFilters) -> list[Any] | None:
             return None
         conditions.append(WorkflowRun.id >= bounds[0])
         conditions.append(WorkflowRun.id <= bounds[1])
+    if filters.since:
+        conditions.append(WorkflowRun.created_at >= filters.since)
+    if filters.until:
+        conditions.append(WorkflowRun.created_at < filters.until)
     return conditions
 
 
@@ -231,11 +260,33 @@ def _summary(
         steps_done=row["steps_done"] or 0,
         current_node=row["current_node"],
         owner=row.get("owner"),
+        restart_mode=row.get("restart_mode"),
+        resume_from=row.get("resume_from"),
         restarted_as=tuple(restarted_as),
         active_restart=active,
         latest_restart=latest,
         executed_by=executed_by,
     )
+
+
+# A workflow's typical cost is the median of its latest completed runs: recent enough to
+# follow a change of model or prompt.
+MEDIAN_OF = 1000
+
+
+async def median_costs(workflows: Iterable[str]) -> dict[str, float]:
+    """Each workflow's median cost over its latest completed runs (an index walk each)."""
+    found: dict[str, float] = {}
+    for name in sorted(set(workflows)):
+        rows = await WorkflowRun.raw(
+            "SELECT total_cost_usd FROM workflow_run WHERE workflow_name = {}"
+            " AND status = 'completed' ORDER BY created_at DESC LIMIT {}",
+            name,
+            MEDIAN_OF,
+        )
+        if rows:
+            found[name] = statistics.median(float(r["total_cost_usd"] or 0) for r in rows)
+    return found
 
 
 class RunStore:
@@ -260,6 +311,8 @@ class RunStore:
         attempt: int = 1,
         restarted_from: str | None = None,
         run_id: str | None = None,
+        restart_mode: str | None = None,
+        resume_from: str | None = None,
     ) -> str:
         """Insert a pending run; a second restart of the same run raises DuplicateRestart.
 
@@ -279,6 +332,8 @@ class RunStore:
             "created_at": self.clock(),
             "steps_total": steps_total,
             "owner": owner,
+            "restart_mode": restart_mode,
+            "resume_from": resume_from,
         }
         sql = _insert("workflow_run", [values], {"heartbeat_at": db_now()})
         try:
@@ -305,7 +360,8 @@ class RunStore:
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = 'running', started_at = {}, owner = {},"
             f" heartbeat_at = {db_now()} WHERE id = {{}} AND (status = 'pending'{mine})"
-            " RETURNING id, config_snapshot, inputs, attempt",
+            " RETURNING id, config_snapshot, inputs, attempt, steps_done, restarted_from,"
+            " restart_mode, resume_from",
             self.clock(),
             owner,
             uuid.UUID(run_id),
@@ -320,7 +376,32 @@ class RunStore:
             _load(row["config_snapshot"]),
             inputs if isinstance(inputs, dict) else {},
             row["attempt"],
+            steps_kept=row["steps_done"] or 0,
+            restarted_from=str(row["restarted_from"]) if row["restarted_from"] else None,
+            restart_mode=row["restart_mode"],
+            resume_from=row["resume_from"],
         )
+
+    async def reusable_steps(self, run_id: str) -> list[dict[str, Any]]:
+        """The completed (or themselves reused) node executions of a run, in the order
+        they ran: what a resume or a handed-back run takes over."""
+        rows = await StepRun.raw(
+            "SELECT node_id, item_index, output, tokens, cost_usd, reused_from, run"
+            " FROM step_run WHERE run = {} AND status IN ('completed', 'reused')"
+            " ORDER BY step_order, item_index",
+            uuid.UUID(run_id),
+        )
+        return [
+            {
+                "node_id": r["node_id"],
+                "item_index": r["item_index"],
+                "output": _load(r["output"]),
+                "tokens": r["tokens"] or 0,
+                "cost_usd": float(r["cost_usd"] or 0.0),
+                "source": str(r["reused_from"] or r["run"]),
+            }
+            for r in rows
+        ]
 
     async def advance(
         self, run_id: str, owner: str, steps: Sequence[Mapping[str, Any]], node_id: str | None
@@ -486,19 +567,26 @@ class RunStore:
         return bool(rows)
 
     async def release(self, run_id: str, owner: str) -> bool:
-        """Hand a running run back: pending again, with no owner and no steps, so that
-        another process starts it from the beginning. Only `owner`'s own run."""
+        """Hand a running run back: pending again, with no owner, so that another process
+        executes it. Its completed steps stay and are reused there (a deploy does not
+        pay twice for them); the others go, and the counters count what stayed. Only
+        `owner`'s own run."""
         run = uuid.UUID(run_id)
         await WorkflowRun.raw(
-            "DELETE FROM step_run WHERE run = {} AND EXISTS (SELECT 1 FROM workflow_run"
+            "DELETE FROM step_run WHERE run = {} AND status NOT IN ('completed', 'reused')"
+            " AND EXISTS (SELECT 1 FROM workflow_run"
             " WHERE id = {} AND status = 'running' AND owner = {})",
             run,
             run,
             owner,
         )
+        kept = "(SELECT {} FROM step_run WHERE run = workflow_run.id)"
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = 'pending', owner = NULL, started_at = NULL,"
-            f" current_node = NULL, steps_done = 0, heartbeat_at = {db_now()}"
+            f" current_node = NULL, steps_done = {kept.format('count(*)')},"
+            f" total_tokens = {kept.format('coalesce(sum(tokens), 0)')},"
+            f" total_cost_usd = {kept.format('coalesce(sum(cost_usd), 0)')},"
+            f" heartbeat_at = {db_now()}"
             " WHERE id = {} AND status = 'running' AND owner = {} RETURNING id",
             run,
             owner,
@@ -709,6 +797,7 @@ class RunStore:
                 StepRun.tokens,
                 StepRun.tries,
                 StepRun.cost_usd,
+                StepRun.reused_from,
             )
             .where(StepRun.run == parsed)
             .order_by(StepRun.step_order)
@@ -736,6 +825,7 @@ class RunStore:
                     tokens=s["tokens"] or 0,
                     tries=s["tries"] or 1,
                     cost_usd=float(s["cost_usd"] or 0.0),
+                    reused_from=str(s["reused_from"]) if s["reused_from"] else None,
                 )
                 for s in steps
             ),
@@ -832,6 +922,9 @@ class RunStore:
 
     async def list_runs_exist(self) -> bool:
         return await WorkflowRun.exists().where(WorkflowRun.id.is_not_null())
+
+    async def median_costs(self, workflows: Iterable[str]) -> dict[str, float]:
+        return await median_costs(workflows)
 
     async def workflow_names(self) -> list[str]:
         """Distinct workflow names by a loose index scan: one index probe per name."""

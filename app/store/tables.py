@@ -21,6 +21,7 @@ __all__ = [
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
     "AuditEntry",
+    "RestartBatch",
     "RunProcess",
     "StepRun",
     "WebSession",
@@ -69,6 +70,13 @@ class WorkflowRun(Table, tablename="workflow_run"):
     # Stamped by database triggers on every write (see the migration of 2026-11-30
     # 17:00): what each dashboard's change feed follows.
     updated_at = Timestamptz(null=True, default=None)
+    # The bulk action that created it (a `RestartBatch`), if any.
+    batch_id = UUID(null=True, default=None)
+    # How a restart differs from its original: None (as is), "edited" (other inputs)
+    # or "resume" (completed nodes of the original reused); `resume_from` is the node
+    # it re-runs from, None for "where the original stopped".
+    restart_mode = Varchar(length=20, null=True, default=None)
+    resume_from = Varchar(length=200, null=True, default=None)
 
 
 class StepRun(Table, tablename="step_run"):
@@ -88,6 +96,28 @@ class StepRun(Table, tablename="step_run"):
     tokens = Integer(default=0)
     tries = Integer(default=1)
     cost_usd = DoublePrecision(default=0.0)
+    # Set when the step was not executed but taken over from an earlier run (resume):
+    # the run that executed it.
+    reused_from = UUID(null=True, default=None)
+
+
+class RestartBatch(Table, tablename="restart_batch"):
+    """One bulk restart or cancel: what it selected and what it answered. Its runs carry
+    its id (`WorkflowRun.batch_id`), so its progress is read from them. A request
+    repeated with the same `idempotency_key` (per actor) gets `answer` again."""
+
+    id = UUID(primary_key=True)
+    kind = Varchar(length=10)
+    created_at = Timestamptz(default=TimestamptzNow())
+    actor = Varchar(length=100)
+    selection = JSON(default={})
+    idempotency_key = Varchar(length=200, null=True, default=None)
+    request_digest = Varchar(length=64, null=True, default=None)
+    matched = Integer(default=0)
+    acted = Integer(default=0)
+    estimated_cost_usd = DoublePrecision(default=0.0)
+    max_cost_usd = DoublePrecision(null=True, default=None)
+    answer = JSON(null=True, default=None)
 
 
 class RunProcess(Table, tablename="run_process"):

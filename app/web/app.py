@@ -35,6 +35,7 @@ from app.services.wiring import build_services, close_database, open_database
 from app.settings import Settings
 from app.web.audit import AuditController
 from app.web.auth import authenticate, identity_of
+from app.web.bulk import BulkController
 from app.web.errors import exception_handlers
 from app.web.formatting import FILTERS, build_url
 from app.web.live import LiveController
@@ -187,6 +188,7 @@ def create_app(
             index,
             healthz,
             RunController,
+            BulkController,
             LiveController,
             LoginController,
             WorkersController,
@@ -203,6 +205,7 @@ def create_app(
                 "settings": settings,
                 "runs": runs,
                 "live": live,
+                "bulk": services.bulk,
                 "clock": clock,
                 "access": AccessService(settings),
             }

@@ -7,7 +7,10 @@ errors.py renders them.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -29,6 +32,76 @@ __all__ = ["RunController"]
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class RestartRequest:
+    inputs: dict[str, Any] | None = None
+    resume: str | None = None
+    preview: bool = False
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _restart_detail(plan: Any) -> dict[str, Any]:
+    """What the audit trail and the JSON answer say about an edited or resumed restart."""
+    if plan is None or plan.mode is None:
+        return {}
+    if plan.mode == "edited":
+        return {
+            "inputs_diff": [
+                {"field": name, "before": before, "after": after}
+                for name, before, after in plan.diff
+            ]
+        }
+    return {
+        "resume_from": plan.resume_from or "failure",
+        "reused_nodes": plan.reused_nodes,
+        "reused_cost_usd": round(plan.reused_cost_usd, 6),
+    }
+
+
+async def _restart_request(
+    request: Request[Any, Any, Any], runs: RunService, run_id: str
+) -> RestartRequest:
+    """Edited inputs or a resume, from a JSON body or a form; nothing for a plain restart."""
+    raw = await request.body()
+    if not raw.strip():
+        return RestartRequest()
+    if "json" in request.headers.get("content-type", ""):
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise InvalidQuery("the body is not valid JSON") from None
+        if not isinstance(body, dict) or set(body) - {"inputs", "from"}:
+            raise InvalidQuery('the body may hold "inputs" (an object) or "from", nothing else')
+        inputs = body.get("inputs")
+        if inputs is not None and not isinstance(inputs, dict):
+            raise InvalidQuery('"inputs" must be an object of field values')
+        resume = body.get("from")
+        if resume is not None and (not isinstance(resume, str) or not resume.strip()):
+            raise InvalidQuery('"from" must be "failure" or the id of a node that completed')
+        return RestartRequest(inputs, resume.strip() if resume else None)
+    form = await request.form()
+    preview = bool(form.get("preview"))
+    if form.get("from"):
+        return RestartRequest(resume=str(form.get("from")), preview=preview)
+    if form.get("inputs_json"):
+        try:
+            inputs = json.loads(str(form.get("inputs_json")))
+        except ValueError:
+            raise InvalidQuery("the edited inputs are not valid JSON") from None
+        return RestartRequest(inputs=inputs if isinstance(inputs, dict) else {}, preview=preview)
+    fields = {
+        key.removeprefix("input."): str(value)
+        for key, value in form.items()
+        if key.startswith("input.")
+    }
+    if fields:
+        return RestartRequest(inputs=await runs.parse_form_inputs(run_id, fields), preview=preview)
+    return RestartRequest(preview=preview)
 
 
 class InvalidQuery(AppError):
@@ -54,14 +127,46 @@ def _cursor(token: str | None, name: str) -> Cursor | None:
         raise InvalidQuery(f"{name} {token!r} is not a cursor from this list") from None
 
 
-def _filters(status: str | None, workflow: str | None, q: str | None) -> RunFilters:
+_RELATIVE = re.compile(r"^(\d{1,4})([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_time(value: Any, now: datetime, name: str) -> datetime | None:
+    """A time filter: relative to now ("30m", "1h", "24h", "7d") or an ISO 8601 time
+    with its zone."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    relative = _RELATIVE.match(text)
+    if relative:
+        return now - timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not 1970 <= moment.year <= 9000:
+        raise InvalidQuery(
+            f"{name} {text!r} is not a time: use 30m, 1h, 24h or 7d, or an ISO 8601 time"
+            " with its zone (2026-11-30T12:00:00Z)"
+        )
+    return moment
+
+
+def _filters(
+    status: str | None,
+    workflow: str | None,
+    q: str | None,
+    since: datetime | None = None,
+) -> RunFilters:
     status = (status or "").strip() or None
     if status is not None and status not in RUN_STATUSES:
         raise InvalidQuery(f"status {status!r} is not one of: {', '.join(RUN_STATUSES)}")
     q = (q or "").strip() or None
     if q is not None and (len(q) > 36 or any(c not in "0123456789abcdefABCDEF-" for c in q)):
         raise InvalidQuery(f"q {q!r} is not the start of a run id (hex digits and dashes)")
-    return RunFilters(status=status, workflow=(workflow or "").strip() or None, id_prefix=q)
+    return RunFilters(
+        status=status, workflow=(workflow or "").strip() or None, id_prefix=q, since=since
+    )
 
 
 @dataclass(frozen=True)
@@ -72,9 +177,12 @@ class ListQuery:
     cursor: Cursor | None
     before: Cursor | None
     limit: int
+    # The time filter as given ("1h"), kept for links and forms.
+    since: str | None = None
 
 
 def provide_list_query(
+    request: Request[Any, Any, Any],
     status: FromQuery[str | None] = None,
     status_filter: FromQuery[str | None] = None,
     workflow: FromQuery[str | None] = None,
@@ -82,16 +190,20 @@ def provide_list_query(
     cursor: FromQuery[str | None] = None,
     before: FromQuery[str | None] = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
+    since: FromQuery[str | None] = None,
 ) -> ListQuery:
-    """`status` (alias `status_filter`), `workflow`, run-id prefix `q`; `cursor` pages to
-    older runs, `before` to newer ones; `limit` runs a page (at most 200)."""
+    """`status` (alias `status_filter`), `workflow`, run-id prefix `q`, created `since`
+    (1h, 24h, 7d or an ISO time); `cursor` pages to older runs, `before` to newer ones;
+    `limit` runs a page (at most 200)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    moment = parse_time(since, request.app.state.clock(), "since")
     return ListQuery(
-        filters=_filters(status or status_filter, workflow, q),
+        filters=_filters(status or status_filter, workflow, q, moment),
         cursor=_cursor(cursor, "cursor"),
         before=_cursor(before, "before"),
         limit=limit,
+        since=(since or "").strip() or None,
     )
 
 
@@ -115,6 +227,7 @@ class RunController(Controller):
         context = {
             "page": page,
             "filters": query.filters,
+            "since_text": query.since,
             "limit": query.limit,
             "now": now,
             "since": stamp_token(now),
@@ -208,14 +321,26 @@ class RunController(Controller):
     ) -> Response[Any]:
         """Create the new pending run, schedule it, and answer at once.
 
+        The body may edit the inputs (`{"inputs": {...}}`) or resume from where the run
+        stopped (`{"from": "failure"}`) or after a completed node (`{"from": "<node>"}`),
+        reusing the nodes that completed. A form's `preview` answers what the restart
+        would do (the confirmation) and creates nothing.
+
         404: no such run. 400: the run is pending or running, or was already restarted
-        (a run is restarted once; restart its latest attempt). 500: the stored snapshot
-        is unusable, or scheduling failed (no run is left behind).
+        (a run is restarted once; restart its latest attempt), invalid inputs (naming
+        the field), or a resume that cannot reuse what it was asked to. 500: the stored
+        snapshot is unusable, or scheduling failed (no run is left behind).
         """
         fmt = answer_format(request)
         via = "api" if fmt == "json" else "dashboard"
-        result = await runs.restart(run_id, trigger=via)
+        ask = await _restart_request(request, runs, run_id)
+        if ask.preview:
+            plan = await runs.plan_restart(run_id, inputs=ask.inputs, resume=ask.resume)
+            page = "runs/_restart_confirm.html" if fmt == "htmx" else "runs/restart.html"
+            return template(page, plan=plan, run=plan.original, inputs_json=_dump(plan.inputs))
+        result = await runs.restart(run_id, trigger=via, inputs=ask.inputs, resume=ask.resume)
         background = BackgroundTask(_await, result.work) if result.work is not None else None
+        plan = result.plan
         await request.app.state.access.record(
             identity_of(request),
             "restart",
@@ -223,21 +348,28 @@ class RunController(Controller):
             via=via,
             run_id=result.original.id,
             new_run_id=result.run_id,
+            detail=_restart_detail(plan),
         )
         if fmt == "json":
+            body: dict[str, Any] = {
+                "status": "restarted",
+                "message": result.message,
+                "original_run_id": result.original.id,
+                "run_id": result.run_id,
+                "attempt": result.attempt,
+                "restart_mode": plan.mode if plan else None,
+                "estimated_cost_usd": round(plan.estimated_cost_usd, 6) if plan else 0.0,
+            }
             return Response(
-                {
-                    "status": "restarted",
-                    "message": result.message,
-                    "original_run_id": result.original.id,
-                    "run_id": result.run_id,
-                    "attempt": result.attempt,
-                },
-                media_type=MediaType.JSON,
-                background=background,
+                body | _restart_detail(plan), media_type=MediaType.JSON, background=background
             )
         if fmt == "html":
             return Redirect(f"/workflows/{result.run_id}", status_code=303, background=background)
+        if not row_target(request):
+            # From the run's page or the edit form: go to the new run.
+            response = Response("", headers={"HX-Redirect": f"/workflows/{result.run_id}"})
+            response.background = background
+            return response
         # Restarting the latest attempt from an earlier run's row: that row shows its
         # chain restarting.
         shown = row_target(request) or result.original.id
@@ -252,6 +384,22 @@ class RunController(Controller):
         )
         response.background = background
         return response
+
+    @get(
+        "/{run_id:str}/edit",
+        name="runs:edit",
+        summary="The form to restart a run with edited inputs",
+        include_in_schema=False,
+        guards=[requires_operator],
+    )
+    async def edit_run(
+        self,
+        request: Request[Any, Any, Any],
+        runs: NamedDependency[RunService],
+        run_id: FromPath[str],
+    ) -> Response[Any]:
+        form = await runs.input_form(run_id)
+        return template("runs/edit.html", form=form, run=form.run)
 
     @post(
         "/{run_id:str}/cancel",

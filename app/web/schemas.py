@@ -6,7 +6,7 @@ from typing import Any, NotRequired, TypedDict
 
 from litestar.openapi.datastructures import ResponseSpec
 
-__all__ = ["CANCEL", "DETAIL", "ERRORS", "LIST", "RESTART", "RUN"]
+__all__ = ["BATCH", "BULK", "CANCEL", "DETAIL", "ERRORS", "LIST", "RESTART", "RUN"]
 
 
 class RunError(TypedDict):
@@ -46,6 +46,9 @@ class Run(TypedDict):
     steps_done: int
     current_node: str | None
     executed_by: Executor | None
+    # "edited" (other inputs) or "resume" (completed nodes reused) for such restarts.
+    restart_mode: str | None
+    resume_from: str | None
 
 
 class Step(TypedDict):
@@ -61,6 +64,8 @@ class Step(TypedDict):
     tokens: int
     tries: int
     cost_usd: float
+    # Set when the step was taken over from an earlier run (resume), not executed.
+    reused_from: str | None
 
 
 class AuditEntry(TypedDict):
@@ -95,6 +100,47 @@ class Restarted(TypedDict):
     original_run_id: str
     run_id: str
     attempt: int
+    restart_mode: str | None
+    estimated_cost_usd: float
+    # Edited inputs: the fields that changed.
+    inputs_diff: NotRequired[list[dict[str, Any]]]
+    # Resume: the node executions taken over, and what they cost when they ran.
+    reused_nodes: NotRequired[list[str]]
+    reused_cost_usd: NotRequired[float]
+
+
+class BulkAnswer(TypedDict):
+    """What a bulk restart or cancel did (or, with `dry_run`, would do)."""
+
+    matched: int
+    restartable: NotRequired[int]
+    cancellable: NotRequired[int]
+    skipped: dict[str, int]
+    last_tokens: NotRequired[int]
+    last_cost_usd: NotRequired[float]
+    estimated_cost_usd: NotRequired[float]
+    max_cost_usd: NotRequired[float | None]
+    within_cap: NotRequired[bool]
+    restarted: NotRequired[int]
+    cancelled: NotRequired[int]
+    batch_id: str | None
+    dry_run: bool
+
+
+class Batch(TypedDict):
+    id: str
+    kind: str
+    created_at: str
+    actor: str
+    selection: dict[str, Any]
+    matched: int
+    acted: int
+    estimated_cost_usd: float
+    max_cost_usd: float | None
+    # Its runs by status now: created, pending, running, completed, failed, cancelled.
+    progress: dict[str, int]
+    finished: bool
+    answer: BulkAnswer | None
 
 
 class Cancelled(TypedDict):
@@ -144,5 +190,16 @@ RESTART = {
         generate_examples=False,
     ),
 }
+BULK = {
+    **_ok(BulkAnswer, "What was done (or would be, with dry_run)"),
+    400: ResponseSpec(
+        data_container=Error,
+        description="An invalid selection, too many runs (`too_many_runs`), or an estimate"
+        " over the spend cap (`over_spend_cap`, with `estimated_cost_usd` and `max_cost_usd`):"
+        " nothing was created",
+        generate_examples=False,
+    ),
+}
+BATCH = {**_ok(Batch, "The batch and its runs' progress"), **_errors(404)}
 CANCEL = {**_ok(Cancelled, "The run was cancelled"), **_errors(400, 404)}
 ERRORS = _errors

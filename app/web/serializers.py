@@ -7,7 +7,7 @@ from typing import Any
 from app.services.runs import RunDetail, RunPage, RunSummary, StepView
 from app.web.formatting import iso
 
-__all__ = ["audit_json", "detail_json", "page_json", "run_json"]
+__all__ = ["audit_json", "batch_json", "detail_json", "page_json", "run_json"]
 
 
 def _error(run: RunSummary) -> dict[str, Any] | None:
@@ -39,6 +39,8 @@ def run_json(run: RunSummary, *, inputs: Any = None, outputs: Any = None) -> dic
         "steps_done": run.steps_done,
         "current_node": run.current_node,
         "executed_by": _executor(run),
+        "restart_mode": run.restart_mode,
+        "resume_from": run.resume_from,
     }
 
 
@@ -63,6 +65,7 @@ def _step_json(step: StepView) -> dict[str, Any]:
         "tokens": step.tokens,
         "tries": step.tries,
         "cost_usd": step.cost_usd,
+        "reused_from": step.reused_from,
     }
 
 
@@ -94,3 +97,24 @@ def audit_json(entry: Any) -> dict[str, Any]:
         "client": entry.client,
         "detail": entry.detail,
     }
+
+
+def batch_json(batch: Any) -> dict[str, Any]:
+    progress = {status: batch.statuses.get(status, 0) for status in BATCH_STATUSES}
+    return {
+        "id": batch.id,
+        "kind": batch.kind,
+        "created_at": iso(batch.created_at),
+        "actor": batch.actor,
+        "selection": batch.selection,
+        "matched": batch.matched,
+        "acted": batch.acted,
+        "estimated_cost_usd": batch.estimated_cost_usd,
+        "max_cost_usd": batch.max_cost_usd,
+        "progress": {"created": sum(batch.statuses.values()), **progress},
+        "finished": batch.finished,
+        "answer": batch.answer,
+    }
+
+
+BATCH_STATUSES = ("pending", "running", "completed", "failed", "cancelled")

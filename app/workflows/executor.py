@@ -32,8 +32,11 @@ __all__ = [
     "MemoryRecorder",
     "NodeFailure",
     "Recorder",
+    "Replay",
+    "ReusedStep",
     "execute",
     "node_output_fields",
+    "walk_reused",
 ]
 
 START, END = "START", "END"
@@ -66,6 +69,66 @@ class Recorder(Protocol):
         """True when the run was cancelled: the executor stops before `node_id` runs."""
         ...
 
+    async def step_reused(self, node_id: str, order: int, step: ReusedStep) -> None:
+        """A node execution taken over from an earlier run instead of executed."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReusedStep:
+    """A completed node execution of an earlier run: what resume takes over."""
+
+    node_id: str
+    item_index: int | None
+    output: Mapping[str, Any]
+    # The run that executed it (a reused step keeps pointing at its first run).
+    source: str | None = None
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class Replay:
+    """Resume: walk the graph as a fresh run would, but take each node's outputs from
+    `steps` (an earlier run's completed executions, in order) instead of calling the
+    provider, until the first node that has none or is `stop_at`; from there on,
+    everything executes.
+
+    The walk is the executor's own, so routes, loops and fan-outs take the path the
+    earlier run took: the k-th execution of a node (and fan-out item) gets the k-th
+    recorded one. Items of one fan-out are independent, so completed items are reused
+    even where a sibling has to execute again.
+    """
+
+    def __init__(self, steps: list[ReusedStep], stop_at: str | None = None):
+        self.stop_at = stop_at
+        self.live = False
+        self.reused = 0
+        self._missed = False
+        self._calls: dict[tuple[str, int | None], int] = {}
+        self._steps: dict[tuple[str, int | None], list[ReusedStep]] = {}
+        for step in steps:
+            self._steps.setdefault((step.node_id, step.item_index), []).append(step)
+
+    def take(self, node_id: str, item_index: int | None) -> ReusedStep | None:
+        if item_index is None and self._missed:
+            # A fan-out item executed again: what follows depends on its new output.
+            self.live = True
+        if self.live or node_id == self.stop_at:
+            self.live = True
+            return None
+        key = (node_id, item_index)
+        seen = self._calls.get(key, 0)
+        self._calls[key] = seen + 1
+        recorded = self._steps.get(key, [])
+        if seen >= len(recorded):
+            if item_index is None:
+                self.live = True
+            else:
+                self._missed = True
+            return None
+        self.reused += 1
+        return recorded[seen]
+
 
 @dataclass
 class MemoryRecorder:
@@ -83,6 +146,12 @@ class MemoryRecorder:
 
     async def should_stop(self, node_id: str | None = None) -> bool:
         return self.cancelled
+
+    async def step_reused(self, node_id: str, order: int, step: ReusedStep) -> None:
+        self.steps.append(
+            {"node_id": node_id, "order": order, "item_index": step.item_index}
+            | {"status": "reused", "output": dict(step.output), "reused_from": step.source}
+        )
 
 
 @dataclass(frozen=True)
@@ -168,7 +237,9 @@ class _Run:
         attempt: int,
         recorder: Recorder,
         policy: ProviderPolicy | None = None,
+        replay: Replay | None = None,
     ):
+        self.replay = replay
         self.spec = spec
         self.state = state
         self.attempt = attempt
@@ -273,6 +344,11 @@ class _Run:
     ) -> dict[str, Any]:
         order = self.order
         self.order += 1
+        if self.replay is not None:
+            reused = self._reuse(node, item_index)
+            if reused is not None:
+                await self.recorder.step_reused(node.id, order, reused)
+                return dict(reused.output)
         settings = llm_settings(self.spec, node)
         provider_name = settings["provider"]
         started = datetime.now(UTC)
@@ -370,6 +446,23 @@ class _Run:
         )
         return outputs
 
+    def _reuse(self, node: Any, item_index: int | None) -> ReusedStep | None:
+        """The recorded execution to take over for this call, or None to execute it."""
+        assert self.replay is not None
+        step = self.replay.take(node.id, item_index)
+        if step is None:
+            return None
+        try:
+            outputs = {
+                out.name: check_value(out.spec, step.output.get(out.name), f"{node.id}.{out.name}")
+                for out in node_output_fields(self.spec, node)
+            }
+        except (InvalidInputs, AttributeError):
+            # Recorded by a workflow whose outputs differ: executing it is the safe way.
+            self.replay.live = True
+            return None
+        return ReusedStep(node.id, item_index, outputs, step.source, step.tokens, step.cost_usd)
+
 
 def _aliases(node: Any) -> dict[str, str]:
     inputs = getattr(node, "inputs", None) or {}
@@ -391,11 +484,15 @@ async def execute(
     attempt: int = 1,
     recorder: Recorder | None = None,
     policy: ProviderPolicy | None = None,
+    replay: Replay | None = None,
 ) -> ExecutionResult:
     """Run `spec` from the validated initial `state`. Never raises for a failing node:
     the failure is in the result, with its node and provider. `policy` says which
-    endpoints and key variables the workflow may use (by default, the server's)."""
-    run = _Run(spec, copy.deepcopy(dict(state)), attempt, recorder or MemoryRecorder(), policy)
+    endpoints and key variables the workflow may use (by default, the server's).
+    With `replay`, recorded node executions are taken over where they apply (resume)."""
+    run = _Run(
+        spec, copy.deepcopy(dict(state)), attempt, recorder or MemoryRecorder(), policy, replay
+    )
     try:
         await run.run()
         status, error = "completed", None
@@ -406,3 +503,36 @@ async def execute(
     finally:
         await run.providers.aclose()
     return ExecutionResult(status=status, state=run.state, error=error, steps=run.order)
+
+
+class _WouldExecute(Exception):
+    """The walk reached a node a resume would execute."""
+
+
+class _ReuseCounter(MemoryRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reused: list[ReusedStep] = []
+
+    async def step_started(self, node_id: str, order: int, item_index: int | None) -> str:
+        raise _WouldExecute
+
+    async def step_reused(self, node_id: str, order: int, step: ReusedStep) -> None:
+        self.reused.append(step)
+
+
+async def walk_reused(spec: Any, state: Mapping[str, Any], replay: Replay) -> list[ReusedStep]:
+    """The node executions a resume with `replay` takes over, found by the executor's
+    own walk without executing anything: it stops at the first node it would execute."""
+    recorder = _ReuseCounter()
+    run = _Run(spec, copy.deepcopy(dict(state)), 1, recorder, None, replay)
+    try:
+        await run.run()
+    except (_WouldExecute, _Failed, _Cancelled):
+        pass
+    except BaseExceptionGroup as group:  # a fan-out item that would execute
+        if not group.subgroup((_WouldExecute, _Failed)):
+            raise
+    finally:
+        await run.providers.aclose()
+    return recorder.reused
