@@ -92,19 +92,20 @@ class BulkService:
         self._check_size(preview.eligible, "restart")
         self._check_cap(preview.estimated_cost_usd, cap)
         batch_id = str(uuid.uuid4())
+        batch = self._batch(batch_id, "restart", actor, selection, idempotency_key, digest)
+        batch |= {"matched": preview.matched, "max_cost_usd": cap}
 
         def check(candidates: list[Candidate], estimate: float) -> None:
             # Again inside the transaction, over exactly the runs it will restart.
             self._check_size(len(candidates), "restart")
             self._check_cap(estimate, cap)
             answer["restartable"] = len(candidates)
-            answer["estimated_cost_usd"] = _money(estimate)
+            answer["estimated_cost_usd"] = batch["estimated_cost_usd"] = _money(estimate)
 
         try:
             created = await self.store.restart(
                 selection,
-                batch=self._batch(batch_id, "restart", actor, selection, idempotency_key, digest)
-                | {"matched": preview.matched, "max_cost_usd": cap},
+                batch=batch,
                 trigger=trigger,
                 owner=self.runs.creator,
                 limit=self.max_runs,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -240,6 +241,7 @@ def _summary(
     active: RunSummary | None = None,
     latest: RunSummary | None = None,
     executed_by: Executor | None = None,
+    median_cost: float | None = None,
 ) -> RunSummary:
     return RunSummary(
         id=str(row["id"]),
@@ -263,6 +265,7 @@ def _summary(
         restart_mode=row.get("restart_mode"),
         resume_from=row.get("resume_from"),
         restarted_as=tuple(restarted_as),
+        median_cost_usd=median_cost,
         active_restart=active,
         latest_restart=latest,
         executed_by=executed_by,
@@ -296,6 +299,7 @@ class RunStore:
         self.clock = clock
         # How long the executor's writes are retried through transient database errors.
         self.retry_within = retry_within
+        self._median_cache: dict[str, tuple[float, float]] = {}
 
     # -- creating and executing ------------------------------------------------
 
@@ -976,6 +980,7 @@ class RunStore:
         if chains is None:
             chains = await self._chains(r["id"] for r in rows)
         executors = await self._executors(r["owner"] for r in rows)
+        medians = await self._medians_for(rows)
         result = []
         for row in rows:
             child, tip = chains.get(str(row["id"]), (None, None))
@@ -987,6 +992,28 @@ class RunStore:
                     latest if latest is not None and latest.is_active else None,
                     latest,
                     executors.get(row["owner"]),
+                    medians.get(row["workflow_name"]),
                 )
             )
         return result
+
+    async def _medians_for(self, rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """The workflow medians that stand in for the expected cost of finished runs that
+        recorded none, cached for a minute: a page needs them rarely, and they move
+        slowly."""
+        wanted = {
+            r["workflow_name"]
+            for r in rows
+            if r["status"] not in ACTIVE_STATUSES
+            and not r["total_tokens"]
+            and not r["total_cost_usd"]
+        }
+        if not wanted:
+            return {}
+        now = time.monotonic()
+        stale = [w for w in wanted if now - self._median_cache.get(w, (-1e9, 0.0))[0] > 60]
+        if stale:
+            fresh = await median_costs(stale)
+            for name in stale:
+                self._median_cache[name] = (now, fresh.get(name, 0.0))
+        return {w: self._median_cache[w][1] for w in wanted}

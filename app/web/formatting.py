@@ -61,7 +61,23 @@ def to_yaml(value: Any) -> str:
     return yaml.dump(value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
+def money(value: float | None) -> str:
+    """Dollars: cents for amounts of a dollar or more, four decimals below (LLM calls
+    cost fractions of a cent)."""
+    if value is None:
+        return "unknown"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.4f}"
+
+
+def thousands(value: int | None) -> str:
+    return f"{value or 0:,}"
+
+
 FILTERS = {
+    "money": money,
+    "thousands": thousands,
     "absolute": absolute,
     "iso": iso,
     "relative": relative,

@@ -132,9 +132,9 @@ def provide_live(request: Request[Any, Any, Any]) -> LiveHub:
     return request.app.state.live
 
 
-def _since(request: Request[Any, Any, Any], since: str | None) -> Any:
+def _since(request: Request[Any, Any, Any], at: str | None) -> Any:
     # A reconnect's Last-Event-ID is newer than the page's own time.
-    return parse_stamp(request.headers.get("last-event-id")) or parse_stamp(since)
+    return parse_stamp(request.headers.get("last-event-id")) or parse_stamp(at)
 
 
 class LiveController(Controller):
@@ -152,22 +152,22 @@ class LiveController(Controller):
         live: NamedDependency[LiveHub],
         list_query: NamedDependency[ListQuery],
         shown: FromQuery[str | None] = None,
-        since: FromQuery[str | None] = None,
+        at: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
         """Rows of `shown` (short run ids, dot-separated) as they change, and a count of
-        new runs matching the filters; `since` is the page's time (an event id)."""
+        new runs matching the filters; `at` is the page's time (an event id)."""
         ids = frozenset(
             i[:8].lower()
             for i in (shown or "").replace(",", ".").split(".")[:MAX_SHOWN]
             if len(i) in (8, 36) and all(c in HEX for c in i.lower())
         )
-        watch = Watch(filters=list_query.filters, shown=ids, newer_than=parse_stamp(since))
+        watch = Watch(filters=list_query.filters, shown=ids, newer_than=parse_stamp(at))
         return ServerSentEvent(
             _stream(
                 request,
                 live,
                 watch,
-                _since(request, since),
+                _since(request, at),
                 "runs/_live_list.html",
                 filters=list_query.filters,
             ),
@@ -181,7 +181,7 @@ class LiveController(Controller):
         runs: NamedDependency[RunService],
         live: NamedDependency[LiveHub],
         run_id: FromPath[str],
-        since: FromQuery[str | None] = None,
+        at: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
         run = await runs.get_summary(run_id)  # 404 for an unknown run
         return ServerSentEvent(
@@ -189,7 +189,7 @@ class LiveController(Controller):
                 request,
                 live,
                 Watch(run_id=run.id),
-                _since(request, since),
+                _since(request, at),
                 "runs/_live_detail.html",
             ),
             headers={"X-Accel-Buffering": "no"},

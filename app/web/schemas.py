@@ -104,7 +104,9 @@ class Restarted(TypedDict):
     estimated_cost_usd: float
     # Edited inputs: the fields that changed.
     inputs_diff: NotRequired[list[dict[str, Any]]]
-    # Resume: the node executions taken over, and what they cost when they ran.
+    # Resume: where from ("failure" or a node), the node executions taken over, and what
+    # they cost when they ran.
+    resume_from: NotRequired[str]
     reused_nodes: NotRequired[list[str]]
     reused_cost_usd: NotRequired[float]
 

@@ -52,7 +52,16 @@ async def test_restart_json_answers_restarted_and_runs_the_new_run(client) -> No
     response = await client.post(f"/workflows/{original}/restart", headers=JSON)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"status", "message", "original_run_id", "run_id", "attempt"}
+    assert set(body) == {
+        "status",
+        "message",
+        "original_run_id",
+        "run_id",
+        "attempt",
+        "restart_mode",
+        "estimated_cost_usd",
+    }
+    assert body["restart_mode"] is None
     assert body["status"] == "restarted"
     assert body["original_run_id"] == original
     assert body["attempt"] == 2
@@ -350,7 +359,20 @@ async def test_documented_shapes_match_what_is_sent(client) -> None:
     assert set(listed) == set(get_type_hints(schemas.RunList))
     assert set(listed["runs"][0]) == set(get_type_hints(schemas.Run))
     restarted = (await client.post(f"/workflows/{run_id}/restart", headers=JSON)).json()
-    assert set(restarted) == set(get_type_hints(schemas.Restarted))
+    # NotRequired is not told apart under postponed annotations: named here.
+    optional = {"inputs_diff", "resume_from", "reused_nodes", "reused_cost_usd"}
+    required = set(get_type_hints(schemas.Restarted)) - optional
+    assert set(restarted) == required
+    other = await make_run(2, created_at=FROZEN_NOW, status="failed", steps=1)
+    resumed = await client.post(
+        f"/workflows/{other}/restart", json={"from": "failure"}, headers=JSON
+    )
+    assert set(resumed.json()) - required == optional - {"inputs_diff"}
+    third = await make_run(3, created_at=FROZEN_NOW, status="failed")
+    edited = await client.post(
+        f"/workflows/{third}/restart", json={"inputs": {"message": "changed"}}, headers=JSON
+    )
+    assert set(edited.json()) - required == {"inputs_diff"}
 
 
 # -- protection ------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def list_path(*ids: str, ahead: float = 0.0, **filters: str) -> str:
     were written, so the stream's catch-up (a few seconds before the page's time)
     leaves them out."""
     query = "&".join(f"{k}={v}" for k, v in filters.items())
-    return f"/workflows/events?shown={','.join(ids)}&since={_now_token(ahead)}" + (
+    return f"/workflows/events?shown={','.join(ids)}&at={_now_token(ahead)}" + (
         f"&{query}" if query else ""
     )
 
@@ -274,8 +274,8 @@ async def test_an_unreadable_last_event_id_is_ignored(empty_db: str, server: Liv
         ("status=nope", 400),
         ("limit=0", 400),
         ("q=zz", 400),
-        ("shown=x,<script>,' OR 1=1&since=-5", 200),
-        ("since=99999999999999999999999", 200),
+        ("shown=x,<script>,' OR 1=1&at=-5", 200),
+        ("at=99999999999999999999999", 200),
     ],
 )
 async def test_bad_stream_parameters_are_refused_or_ignored(
@@ -316,7 +316,7 @@ async def test_the_run_page_stream_redraws_its_header_and_steps(
     empty_db: str, server: LiveServer
 ) -> None:
     run = await make_run(1, created_at=_recent(), status="running", steps_total=2)
-    async with open_stream(server, f"/workflows/{run}/events?since={_now_token(6)}") as stream:
+    async with open_stream(server, f"/workflows/{run}/events?at={_now_token(6)}") as stream:
         await set_progress(run, 1, "draft")
         message = await stream.wait_for(lambda m: "now draft" in m.data, "the run's parts")
         for part in ("#run-actions", "#run-facts", "#run-lineage", "#run-error", "#run-steps"):
@@ -333,7 +333,7 @@ async def test_the_run_page_stream_redraws_its_header_and_steps(
 
 async def test_a_run_page_hears_about_its_restart(empty_db: str, server: LiveServer) -> None:
     failed = await make_run(1, created_at=_recent(), status="failed")
-    async with open_stream(server, f"/workflows/{failed}/events?since={_now_token(6)}") as stream:
+    async with open_stream(server, f"/workflows/{failed}/events?at={_now_token(6)}") as stream:
         await make_run(2, created_at=datetime.now(UTC), status="running", restarted_from=failed)
         message = await stream.wait_for(
             lambda m: "#run-lineage" in m.data and fixed_id(2)[:8] in m.data, "the lineage"
