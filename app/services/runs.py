@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -701,6 +702,13 @@ class RunService:
         detail = await self.store.get_detail(run_id)
         if detail is None:
             raise RunNotFound(f"no run with id {run_id!r}")
+        run = detail.summary
+        if run.restart_mode == "edited" and run.restarted_from:
+            original = await self.store.inputs_outputs([run.restarted_from])
+            before = original.get(run.restarted_from, {}).get("inputs")
+            if isinstance(before, dict):
+                diff = tuple(input_diff(before, detail.inputs))
+                detail = dataclasses.replace(detail, inputs_diff=diff)
         return detail
 
     async def list_runs(

@@ -132,6 +132,8 @@ class RunDetail:
     config_snapshot: Any
     steps: tuple[StepView, ...] = ()
     restarted_as_runs: tuple[RunSummary, ...] = ()
+    # A restart with edited inputs: (field, before, after) against the original's.
+    inputs_diff: tuple[tuple[str, Any, Any], ...] = ()
 
 
 @dataclass(frozen=True)

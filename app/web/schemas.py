@@ -86,6 +86,8 @@ class RunDetail(Run):
     config_snapshot: dict[str, Any] | None
     # Who restarted or cancelled it, or created it by a restart, newest first.
     history: list[AuditEntry]
+    # A restart with edited inputs: each field that differs from the original's.
+    inputs_diff: NotRequired[list[dict[str, Any]]]
 
 
 class RunList(TypedDict):

@@ -72,6 +72,11 @@ def _step_json(step: StepView) -> dict[str, Any]:
 def detail_json(detail: RunDetail) -> dict[str, Any]:
     body = run_json(detail.summary, inputs=detail.inputs, outputs=detail.outputs)
     body["steps"] = [_step_json(s) for s in detail.steps]
+    if detail.inputs_diff:
+        body["inputs_diff"] = [
+            {"field": name, "before": before, "after": after}
+            for name, before, after in detail.inputs_diff
+        ]
     body["config_snapshot"] = detail.config_snapshot
     return body
 

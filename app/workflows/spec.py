@@ -48,7 +48,7 @@ __all__ = [
 
 SCHEMA_VERSION = "1.0"
 PROVIDERS = ("openai", "anthropic", "google", "ollama", "mock")
-MOCK_ONLY_KEYS = ("responses", "fail_on_attempt", "delay_seconds")
+MOCK_ONLY_KEYS = ("responses", "fail_on_attempt", "delay_seconds", "cost_per_call_usd")
 RESERVED_NODE_IDS = ("START", "END")
 
 
@@ -186,7 +186,8 @@ class OutputSchema(_Spec):
 class LLMConfig(_Spec):
     """``llm``: provider and model settings, globally in ``config`` or per node.
 
-    ``responses``, ``fail_on_attempt`` and ``delay_seconds`` are read by the mock provider only.
+    ``responses``, ``fail_on_attempt``, ``delay_seconds`` and ``cost_per_call_usd`` are read
+    by the mock provider only.
     """
 
     provider: str | None = None
@@ -202,6 +203,7 @@ class LLMConfig(_Spec):
     responses: list[dict[str, Any]] | None = None
     fail_on_attempt: list[int] | None = None
     delay_seconds: float | None = Field(default=None, ge=0.0)
+    cost_per_call_usd: float | None = Field(default=None, ge=0.0)
 
     @field_validator("provider")
     @classmethod

@@ -7,6 +7,8 @@
 - `fail_on_attempt: [1]`: every call of a run whose attempt is listed fails,
   so an original run fails and its restart succeeds.
 - `delay_seconds`: wait before answering, so a run can be watched.
+- `cost_per_call_usd`: what each call reports it cost, so costs and spend caps can be
+  seen and tested offline.
 """
 
 from __future__ import annotations
@@ -55,4 +57,9 @@ class MockProvider:
         else:
             outputs = {out.name: example_value(out.spec, request.prompt) for out in request.outputs}
         words = len(request.prompt.split())
-        return LLMResult(outputs=outputs, prompt_tokens=words, completion_tokens=len(outputs))
+        return LLMResult(
+            outputs=outputs,
+            prompt_tokens=words,
+            completion_tokens=len(outputs),
+            cost_usd=float(settings.get("cost_per_call_usd") or 0.0),
+        )
