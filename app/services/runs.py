@@ -595,9 +595,12 @@ class RunService:
             exc.extra = {"field": exc.field}
             raise
         edited = dict(inputs)
-        if edited == plan.inputs:
+        # Compared as the runs start: a field left to its default is that default.
+        before = validate_inputs(plan.spec, plan.inputs)
+        diff = input_diff(before, validate_inputs(plan.spec, edited))
+        if not diff:
             return plan
-        plan.diff = input_diff(plan.inputs, edited)
+        plan.diff = diff
         plan.inputs = edited
         plan.mode = "edited"
         return plan
@@ -707,9 +710,19 @@ class RunService:
             original = await self.store.inputs_outputs([run.restarted_from])
             before = original.get(run.restarted_from, {}).get("inputs")
             if isinstance(before, dict):
-                diff = tuple(input_diff(before, detail.inputs))
+                diff = tuple(self._effective_diff(detail.config_snapshot, before, detail.inputs))
                 detail = dataclasses.replace(detail, inputs_diff=diff)
         return detail
+
+    @staticmethod
+    def _effective_diff(
+        snapshot: Any, before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> list[tuple[str, Any, Any]]:
+        try:
+            spec = workflow_from_snapshot(snapshot)
+            return input_diff(validate_inputs(spec, before), validate_inputs(spec, after))
+        except (SpecInvalid, InvalidInputs):
+            return input_diff(before, after)
 
     async def list_runs(
         self,
