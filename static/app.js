@@ -105,6 +105,101 @@
     return selectedId ? rowById(selectedId) : null;
   }
 
+  // -- bulk selection: runs picked with x (or their box), or every run matching --------
+
+  const picked = new Set(); // run ids, kept across redraws and pages
+  let everyMatching = false; // "select all runs matching these filters"
+  let anchorId = null; // where X extends a range from
+
+  const bulkForm = () => document.getElementById("bulk");
+  const bulkConfirm = () => document.getElementById("bulk-confirm");
+
+  // Boxes of redrawn rows: checked from the selection (no DOM nodes added, so the
+  // observer that calls this is not woken by it).
+  function syncBoxes() {
+    for (const box of document.querySelectorAll("#runs-body input[data-pick]")) {
+      const on = everyMatching || picked.has(box.value);
+      if (box.checked !== on) box.checked = on;
+      const row = box.closest("tr");
+      if (row && row.classList.contains("picked") !== on) row.classList.toggle("picked", on);
+    }
+  }
+
+  function renderBulk() {
+    const form = bulkForm();
+    if (!form) return;
+    syncBoxes();
+    const ids = form.querySelector("[data-bulk-ids]");
+    ids.replaceChildren(
+      ...(everyMatching ? [] : Array.from(picked, (id) => Object.assign(document.createElement("input"), { type: "hidden", name: "ids", value: id }))),
+    );
+    form.querySelector("[data-bulk-all]").value = everyMatching ? "1" : "";
+    const count = form.querySelector("[data-bulk-count]");
+    count.textContent = everyMatching
+      ? "Every run matching these filters is selected (all pages)."
+      : `${picked.size} run${picked.size === 1 ? "" : "s"} selected.`;
+    form.hidden = !everyMatching && picked.size === 0;
+    form.querySelector("[data-bulk-every]").hidden = everyMatching;
+  }
+
+  function pick(id, on) {
+    everyMatching = false;
+    if (on) picked.add(id);
+    else picked.delete(id);
+  }
+
+  function togglePick(row) {
+    if (!row || !row.querySelector("input[data-pick]")) return false;
+    const id = row.dataset.runId;
+    const on = everyMatching ? false : !picked.has(id);
+    if (everyMatching) {
+      // Leaving "every run": keep what is on this page, less this row.
+      everyMatching = false;
+      for (const r of rows()) picked.add(r.dataset.runId);
+    }
+    pick(id, on);
+    anchorId = id;
+    renderBulk();
+    announce(`Run ${short(id)} ${on ? "selected" : "not selected"}; ${picked.size} selected.`);
+    return true;
+  }
+
+  function extendPick(row) {
+    if (!row || !row.querySelector("input[data-pick]")) return false;
+    const all = rows();
+    const from = all.findIndex((r) => r.dataset.runId === (anchorId || row.dataset.runId));
+    const to = all.indexOf(row);
+    const [a, b] = from === -1 ? [to, to] : [Math.min(from, to), Math.max(from, to)];
+    everyMatching = false;
+    for (const r of all.slice(a, b + 1)) picked.add(r.dataset.runId);
+    if (anchorId === null) anchorId = row.dataset.runId;
+    renderBulk();
+    announce(`${b - a + 1} rows selected; ${picked.size} in all.`);
+    return true;
+  }
+
+  function clearPicks(quiet) {
+    picked.clear();
+    everyMatching = false;
+    anchorId = null;
+    bulkConfirm()?.replaceChildren();
+    renderBulk();
+    if (!quiet) announce("Selection cleared.");
+  }
+
+  function bulkOpen() {
+    return document.querySelector("[data-bulk-open]");
+  }
+
+  function closeBulk() {
+    const open = bulkOpen();
+    if (!open) return false;
+    open.remove();
+    (bulkForm()?.querySelector("[data-bulk-verb]") || selectedRow())?.focus({ preventScroll: true });
+    announce("Not done.");
+    return true;
+  }
+
   // -- inline confirmation, the same for mouse and keyboard ---------------------------
 
   // A form is known by its action URL and verb, so a redrawn row's form is "the same"
@@ -363,6 +458,21 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const help = document.getElementById("help");
     if (help && help.open) return; // the dialog handles Esc itself
+    const bulk = bulkOpen();
+    if (bulk && !isTyping(event.target)) {
+      if (event.key === "y") {
+        const yes = bulk.querySelector("[data-bulk-confirm]");
+        if (yes) {
+          event.preventDefault();
+          yes.click();
+          return;
+        }
+      } else if (event.key === "Escape" || event.key === "n") {
+        event.preventDefault();
+        closeBulk();
+        return;
+      }
+    }
     if (pending) {
       if (event.key === "y" || (event.key === "Enter" && !event.target.closest?.(".confirm button:not(.btn-primary)"))) {
         event.preventDefault();
@@ -419,6 +529,50 @@
         const button = row.querySelector(`button[data-action="${action}"]`);
         if (button) askConfirm(button.form);
         else cannot(action, row.dataset.runId, row.dataset.status);
+        break;
+      }
+      case "R":
+      case "e": {
+        // Resume from the failed node, or edit the inputs and restart.
+        const action = event.key === "R" ? "resume" : "edit";
+        const scope = detail ? document.getElementById("run-actions") : selectedRow();
+        if (!scope) return;
+        event.preventDefault();
+        const control = scope.querySelector(`[data-action="${action}"]`);
+        if (!control) {
+          const id = detail ? detail.dataset.runId : scope.dataset.runId;
+          announce(
+            document.body.dataset.operate !== "yes"
+              ? "You can only read: that needs an operator."
+              : action === "resume"
+                ? `Run ${short(id)} cannot be resumed: only a failed, interrupted or cancelled run that completed a node can.`
+                : `Run ${short(id)} cannot be restarted now.`,
+            true,
+          );
+        } else if (action === "edit") control.click();
+        else askConfirm(control.form);
+        break;
+      }
+      case "x":
+        if (togglePick(selectedRow())) event.preventDefault();
+        break;
+      case "X":
+        if (extendPick(selectedRow())) event.preventDefault();
+        break;
+      case "J":
+      case "K":
+        if (!rows().length) return;
+        event.preventDefault();
+        if (!anchorId && selectedRow()) anchorId = selectedId;
+        move(event.key === "J" ? 1 : -1);
+        extendPick(selectedRow());
+        break;
+      case "t": {
+        const since = document.querySelector('#filters select[name="since"]');
+        if (since) {
+          event.preventDefault();
+          since.focus();
+        }
         break;
       }
       case ".":
@@ -479,6 +633,32 @@
 
   document.addEventListener("click", (event) => {
     const target = event.target instanceof Element ? event.target : null;
+    const box = target?.closest("input[data-pick]");
+    if (box) {
+      const row = box.closest("tr.run");
+      if (event.shiftKey) {
+        box.checked = !box.checked; // the range decides, not the click
+        extendPick(row);
+      } else {
+        box.checked = !box.checked;
+        togglePick(row);
+      }
+      return;
+    }
+    if (target?.closest("[data-bulk-every]")) {
+      everyMatching = true;
+      renderBulk();
+      announce("Every run matching these filters is selected, on all pages.");
+      return;
+    }
+    if (target?.closest("[data-bulk-clear]")) {
+      clearPicks(false);
+      return;
+    }
+    if (target?.closest("[data-bulk-back]")) {
+      closeBulk();
+      return;
+    }
     if (target?.closest("[data-help-open]")) document.getElementById("help")?.showModal();
     const row = target?.closest("#runs-body tr.run");
     if (row && !target.closest("a, button, form, .confirm")) select(row, true);
@@ -512,6 +692,23 @@
         if (!(node instanceof Element)) continue;
         if (node.id === "runs-table" && !document.activeElement?.closest?.("#filters")) tableChanged(node);
         else if (node.id === "runs-table") announce((node.dataset.pageLabel || "") + ".");
+        // Other filters: "every run matching" meant the old ones.
+        if (node.id === "runs-table" && everyMatching && document.activeElement?.closest?.("#filters")) {
+          everyMatching = false;
+          renderBulk();
+        }
+        if (node.matches("[data-bulk-open]") || node.querySelector?.("[data-bulk-open]")) {
+          const open = node.matches("[data-bulk-open]") ? node : node.querySelector("[data-bulk-open]");
+          const question = open.querySelector("p")?.textContent.replace(/\s+/g, " ").trim() || "";
+          (open.querySelector("[data-bulk-confirm]") || open.querySelector("[data-bulk-back]"))?.focus({ preventScroll: true });
+          announce(question + (open.querySelector("[data-bulk-confirm]") ? " Press y to confirm, Escape to back out." : ""));
+        }
+        if (node.matches?.("[data-batch]") && bulkConfirm()?.contains(node) && (picked.size || everyMatching)) {
+          picked.clear();
+          everyMatching = false;
+          renderBulk();
+          announce(node.textContent.replace(/\s+/g, " ").trim());
+        }
         // The restart answer names the new run: follow it to tell how it ends.
         const marks = node.matches("[data-acted-run]") ? [node] : node.querySelectorAll("[data-acted-run]");
         for (const mark of marks) remember(mark.dataset.actedRun, "restart");
@@ -519,6 +716,7 @@
       }
     }
     keepConfirmation();
+    if (picked.size || everyMatching) syncBoxes();
     const active = document.activeElement;
     const lost = active === document.body || active === null;
     if (selectedId) {

@@ -26,6 +26,9 @@ _FINISHED: list[tuple[str, dict[str, Any]]] = [
     ("flaky.yaml", {"text": "Quarterly report: revenue up 12%, costs flat."}),
     ("echo.yaml", {"message": "second run"}),
     ("flaky.yaml", {"text": "Incident 4411: disk full on worker-3."}),
+    ("paid_pipeline.yaml", {"document": "Q3: churn 4%, NPS 41, two outages."}),
+    ("paid_pipeline.yaml", {"document": "Support backlog doubled in October."}),
+    ("paid_pipeline.yaml", {"document": "Latency p95 rose from 180 ms to 420 ms."}),
 ]
 
 

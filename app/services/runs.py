@@ -359,6 +359,8 @@ class RunService:
                 replay=replay,
             )
             if recorder.handing_back:
+                # The nodes that completed are kept: whoever executes it next reuses them.
+                await recorder.flush()
                 await self._hand_back(run_id, owner)
                 return "pending"
             await recorder.flush()

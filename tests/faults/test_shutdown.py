@@ -1,7 +1,7 @@
 """SIGTERM of the dashboard in the embedded mode, as a deploy sends it: the runs it
 executes (a restart's background task, and a run it adopted at start) stop at their
 next node and are handed back, pending, instead of failing or being cut off; the next
-dashboard takes them up and completes them."""
+dashboard takes them up and completes them, reusing the nodes that had completed."""
 
 from __future__ import annotations
 
@@ -101,10 +101,15 @@ async def test_sigterm_of_the_dashboard_hands_its_runs_to_the_next(empty_db: str
     assert stopped_in < GRACE, stopped_in
     statuses = await _statuses(adopted, restart)
     assert statuses == {adopted: ("pending", None), restart: ("pending", None)}
-    assert (
-        await StepRun.count().where(StepRun.run.is_in([uuid.UUID(adopted), uuid.UUID(restart)]))
-        == 0
-    )
+    # The node each was in completed before it stopped: kept, so that the next process
+    # does not pay for it again.
+    kept = {
+        str(s["id"]): s["node_id"]
+        for s in await StepRun.select(StepRun.id, StepRun.node_id, StepRun.status).where(
+            StepRun.run.is_in([uuid.UUID(adopted), uuid.UUID(restart)])
+        )
+    }
+    assert kept and set(kept.values()) <= {"n1", "n2"}
 
     with _serve(empty_db):
 
@@ -113,6 +118,16 @@ async def test_sigterm_of_the_dashboard_hands_its_runs_to_the_next(empty_db: str
 
         await until(both_done, 30, "the next dashboard to complete both runs")
     for run_id in (adopted, restart):
-        steps = await StepRun.select(StepRun.node_id).where(StepRun.run == uuid.UUID(run_id))
+        steps = await StepRun.select(StepRun.id, StepRun.node_id, StepRun.tokens).where(
+            StepRun.run == uuid.UUID(run_id)
+        )
+        # Each node once: the kept ones were reused, not executed again.
         assert sorted(s["node_id"] for s in steps) == ["n1", "n2", "n3", "n4"]
+        run = await WorkflowRun.select(WorkflowRun.steps_done, WorkflowRun.total_tokens).where(
+            WorkflowRun.id == uuid.UUID(run_id)
+        )
+        assert run[0]["steps_done"] == 4
+        assert run[0]["total_tokens"] == sum(s["tokens"] for s in steps)
+    after = await StepRun.select(StepRun.id).where(StepRun.id.is_in([uuid.UUID(i) for i in kept]))
+    assert len(after) == len(kept)
     assert await WorkflowRun.count().where(WorkflowRun.status == "failed") == 1  # the original

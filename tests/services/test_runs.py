@@ -288,3 +288,26 @@ async def test_a_pending_run_whose_background_task_never_ran_is_resumed(
     assert await sup.resume_own(runs.execute_run, waiting_for=0) == [run_id]
     await sup.wait_spawned()
     assert (await runs.get_summary(run_id)).status == "completed"
+
+
+async def test_the_paid_pipeline_example_resumes_paying_only_for_its_failed_step(
+    empty_db: str, examples_dir: Path
+) -> None:
+    runs = service()
+    spec = load_workflow(examples_dir / "paid_pipeline.yaml")
+    first = await runs.run_workflow(spec, {"document": "two outages"})
+    assert (first.summary.status, first.summary.error_node) == ("failed", "report")
+    assert first.summary.total_cost_usd == pytest.approx(2 * 0.0042)
+    restart = await runs.restart(first.summary.id, resume="failure")
+    assert restart.plan is not None and restart.plan.reused_nodes == ["extract", "analyse"]
+    assert await runs.execute_run(restart.run_id) == "completed"
+    resumed = await runs.get_detail(restart.run_id)
+    assert [(s.node_id, s.status) for s in resumed.steps] == [
+        ("extract", "reused"),
+        ("analyse", "reused"),
+        ("report", "completed"),
+    ]
+    assert resumed.summary.total_cost_usd == pytest.approx(0.0042)
+    # The same outputs as the failed run's completed steps, carried into the state.
+    assert resumed.outputs is not None
+    assert resumed.outputs["analysis"] == first.steps[1].output["analysis"]
