@@ -541,14 +541,13 @@
         const control = scope.querySelector(`[data-action="${action}"]`);
         if (!control) {
           const id = detail ? detail.dataset.runId : scope.dataset.runId;
-          announce(
-            document.body.dataset.operate !== "yes"
-              ? "You can only read: that needs an operator."
-              : action === "resume"
-                ? `Run ${short(id)} cannot be resumed: only a failed, interrupted or cancelled run that completed a node can.`
-                : `Run ${short(id)} cannot be restarted now.`,
-            true,
-          );
+          const status = detail ? document.getElementById("run-status")?.dataset.status : scope.dataset.status;
+          let why;
+          if (document.body.dataset.operate !== "yes") why = "You can only read: that needs an operator.";
+          else if (status === "pending" || status === "running") why = `Run ${short(id)} is ${status}: wait until it has ended.`;
+          else if (action === "resume") why = `Run ${short(id)} cannot be resumed: only a failed or cancelled run that completed a node can. Restart it with r.`;
+          else why = `Run ${short(id)} is being restarted already.`;
+          announce(why, true);
         } else if (action === "edit") control.click();
         else askConfirm(control.form);
         break;
