@@ -126,7 +126,9 @@ def test_restart_by_mouse(page: Page, runs: dict[int, str]) -> None:
     row(page, original).get_by_role("button", name="Restart").click()
     # The mouse goes through the same confirmation as the keyboard.
     confirm = row(page, original).locator(".confirm")
-    expect(confirm).to_contain_text(f"Restart run {original[:8]} (echo)? Its last run cost $")
+    # It says what the run cost last time and what the restart is expected to cost.
+    expect(confirm).to_contain_text(f"Restart run {original[:8]} (echo)? Last run: $0.0000")
+    expect(confirm).to_contain_text("Expected: about $0.0000")
     with page.expect_response(lambda r: r.url.endswith(f"/{original}/restart")) as answer:
         confirm.get_by_role("button", name="Yes (y)").click()
     assert answer.value.status == 200
