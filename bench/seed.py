@@ -11,7 +11,9 @@ provider without delay (so that a restart of it completes at once), a real
 config snapshot, inputs of about 100 bytes, outputs of about 1 KB, one step row
 per node that executed. Statuses are 70% completed, 20% failed, 5% running and
 5% cancelled, created over the last 30 days; a few thousand restart chains
-(attempt 2 and 3) hang off failed runs. Rows are written in the formats Piccolo
+(attempt 2 and 3) hang off failed runs. `--failed-share 0.9` makes 90% of the
+runs failed (the rest keeps the same proportions); `--no-chains` leaves the chains
+out, so that every failed run can be restarted. Rows are written in the formats Piccolo
 writes: on SQLite UUIDs and aware UTC timestamps as text and JSON as text, on
 PostgreSQL native uuid, timestamptz and json.
 
@@ -228,9 +230,18 @@ class _Generator:
     POOL = 512
 
     def __init__(
-        self, count: int, rng: random.Random, now: datetime, report: SeedReport, *, text: bool
+        self,
+        count: int,
+        rng: random.Random,
+        now: datetime,
+        report: SeedReport,
+        *,
+        text: bool,
+        failed_share: float | None = None,
+        chains: bool = True,
     ):
         self.count = count
+        self.failed_share = failed_share
         self.rng = rng
         self.now = now
         self.report = report
@@ -239,7 +250,7 @@ class _Generator:
         self.start = now - timedelta(days=DAYS)
         self.step = timedelta(days=DAYS) / max(count, 1)
         # a few thousand restart chains at the larger sizes, proportionally fewer below
-        self.chain_rate = min(5000, max(1, count // 50)) / max(count, 1)
+        self.chain_rate = min(5000, max(1, count // 50)) / max(count, 1) if chains else 0.0
         filler = [" ".join(rng.choices(WORDS, k=40)) for _ in range(64)]
 
         def words(size: int) -> str:
@@ -272,6 +283,12 @@ class _Generator:
 
     def _status(self) -> str:
         r = self.rng.random()
+        if self.failed_share is not None:
+            if r < self.failed_share:
+                return "failed"
+            # the others in the usual proportions (70 : 5 : 5)
+            r = 0.2 + 0.8 * (r - self.failed_share) / (1 - self.failed_share)
+            return "completed" if r < 0.9 else "running" if r < 0.95 else "cancelled"
         if r < 0.70:
             return "completed"
         if r < 0.90:
@@ -477,9 +494,12 @@ async def seed(
     append: bool = False,
     random_seed: int = 0,
     now: datetime | None = None,
+    failed_share: float | None = None,
+    chains: bool = True,
 ) -> SeedReport:
     """Migrate `database_url`, then insert `runs` runs and their steps. Refuses a
-    database that holds runs unless `append`."""
+    database that holds runs unless `append`. `failed_share` (0..1) replaces the 20%
+    of failed runs; `chains=False` makes no restart chains."""
     from app.settings import normalise_database_url
     from app.store import db
 
@@ -492,7 +512,13 @@ async def seed(
     report = SeedReport(database_url=url)
     sqlite = url.startswith("sqlite:///")
     gen = _Generator(
-        runs, random.Random(random_seed), now or datetime.now(UTC), report, text=sqlite
+        runs,
+        random.Random(random_seed),
+        now or datetime.now(UTC),
+        report,
+        text=sqlite,
+        failed_share=failed_share,
+        chains=chains,
     )
     began = time.perf_counter()
     if sqlite:
@@ -528,11 +554,22 @@ def main() -> None:
     parser.add_argument("--append", action="store_true", help="add to a database holding runs")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
+        "--failed-share", type=float, help="share of failed runs, 0..1 (default 0.2)"
+    )
+    parser.add_argument("--no-chains", action="store_true", help="no restart chains")
+    parser.add_argument(
         "--report-json", type=Path, help="also write the report, with sample run ids, here"
     )
     args = parser.parse_args()
     report = asyncio.run(
-        seed(args.database_url, args.runs, append=args.append, random_seed=args.seed)
+        seed(
+            args.database_url,
+            args.runs,
+            append=args.append,
+            random_seed=args.seed,
+            failed_share=args.failed_share,
+            chains=not args.no_chains,
+        )
     )
     print(
         f"seeded {report.runs} runs and {report.steps} steps into "
