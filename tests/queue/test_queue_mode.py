@@ -256,3 +256,40 @@ async def test_sigterm_hands_the_run_to_the_other_worker(empty_db: str, cluster)
     steps = await StepRun.select(StepRun.node_id).where(StepRun.run == uuid.UUID(new_id))
     assert sorted(s["node_id"] for s in steps) == ["first", "second"]
     workers[workers.index(worker)] = WorkerProcess(worker.database_url).__enter__()
+
+
+async def test_two_overlapping_bulk_restarts_on_two_dashboards_execute_each_run_once(
+    empty_db: str, cluster
+) -> None:
+    """Batch deferral: one request per dashboard, overlapping by half; every failed run
+    gets one restart, one job and one execution."""
+    servers, _ = cluster
+    originals = await _failed_runs(300)
+    async with httpx.AsyncClient(timeout=60) as client:
+        first, second = await asyncio.gather(
+            client.post(
+                f"{servers[0].url}/workflows/restart", json={"ids": originals[:200]}, headers=JSON
+            ),
+            client.post(
+                f"{servers[1].url}/workflows/restart", json={"ids": originals[100:]}, headers=JSON
+            ),
+        )
+    assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+    assert first.json()["restarted"] + second.json()["restarted"] == 300
+    new = await WorkflowRun.select(WorkflowRun.id, WorkflowRun.job_id).where(
+        WorkflowRun.restarted_from.is_in([uuid.UUID(r) for r in originals])
+    )
+    assert len(new) == 300 and all(r["job_id"] for r in new)
+    new_ids = [str(r["id"]) for r in new]
+    statuses = await _wait_terminal(new_ids, timeout=90)
+    assert Counter(statuses.values()) == {"completed": 300}
+    steps = await StepRun.select(StepRun.run).where(
+        StepRun.run.is_in([uuid.UUID(r) for r in new_ids])
+    )
+    assert Counter(Counter(str(s["run"]) for s in steps).values()) == {1: 300}
+    jobs = await WorkflowRun.raw(
+        "SELECT args->>'run_id' AS run_id, count(*) AS n FROM procrastinate_jobs"
+        " WHERE task_name = 'execute_run' AND args->>'run_id' = ANY({}) GROUP BY 1",
+        new_ids,
+    )
+    assert {j["run_id"]: j["n"] for j in jobs} == dict.fromkeys(new_ids, 1)
