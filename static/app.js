@@ -110,6 +110,29 @@
   const picked = new Set(); // run ids, kept across redraws and pages
   let everyMatching = false; // "select all runs matching these filters"
   let anchorId = null; // where X extends a range from
+  let matched = null; // how many runs "every run matching" covers, once counted
+
+  // N of "all N runs matching": the server counts them over every page (a dry run).
+  async function countMatching() {
+    const filters = document.getElementById("filters");
+    const token = document.querySelector('meta[name="csrf-token"]')?.content;
+    if (!filters) return;
+    const filter = {};
+    for (const [name, value] of new FormData(filters)) if (value) filter[name] = value;
+    try {
+      const answer = await fetch("/workflows/restart", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json", ...(token ? { "X-CSRF-Token": token } : {}) },
+        body: JSON.stringify({ filter, dry_run: true }),
+      });
+      if (!answer.ok || !everyMatching) return;
+      matched = (await answer.json()).matched;
+      renderBulk();
+      announce(bulkForm().querySelector("[data-bulk-count]").textContent);
+    } catch {
+      // The count is a courtesy: the confirmation counts again before anything is done.
+    }
+  }
 
   const bulkForm = () => document.getElementById("bulk");
   const bulkConfirm = () => document.getElementById("bulk-confirm");
@@ -136,7 +159,9 @@
     form.querySelector("[data-bulk-all]").value = everyMatching ? "1" : "";
     const count = form.querySelector("[data-bulk-count]");
     count.textContent = everyMatching
-      ? "Every run matching these filters is selected (all pages)."
+      ? matched === null
+        ? "Every run matching these filters is selected (all pages)."
+        : `All ${matched.toLocaleString("en")} run${matched === 1 ? "" : "s"} matching these filters are selected (all pages).`
       : `${picked.size} run${picked.size === 1 ? "" : "s"} selected.`;
     form.hidden = !everyMatching && picked.size === 0;
     form.querySelector("[data-bulk-every]").hidden = everyMatching;
@@ -646,8 +671,10 @@
     }
     if (target?.closest("[data-bulk-every]")) {
       everyMatching = true;
+      matched = null;
       renderBulk();
       announce("Every run matching these filters is selected, on all pages.");
+      countMatching();
       return;
     }
     if (target?.closest("[data-bulk-clear]")) {
