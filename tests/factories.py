@@ -116,3 +116,14 @@ async def make_run(
             )
         )
     return run_id
+
+
+async def restarts_of(run_ids: list[str]) -> dict[str, int]:
+    """How many restarts each of these runs has (a run is restarted once, at most)."""
+    rows = await WorkflowRun.select(WorkflowRun.restarted_from).where(
+        WorkflowRun.restarted_from.is_in([uuid.UUID(i) for i in run_ids])
+    )
+    found: dict[str, int] = {}
+    for row in rows:
+        found[str(row["restarted_from"])] = found.get(str(row["restarted_from"]), 0) + 1
+    return found

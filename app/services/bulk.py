@@ -69,10 +69,9 @@ class BulkService:
         """Restart every restartable run of the selection, once each, within the cap."""
         cap = self.cap(max_cost_usd)
         digest = _digest("restart", selection, max_cost_usd)
-        if idempotency_key and not dry_run:
-            earlier = await self._earlier(actor, idempotency_key, digest)
-            if earlier is not None:
-                return earlier
+        earlier = await self._earlier(actor, idempotency_key, digest, dry_run)
+        if earlier is not None:
+            return earlier
         preview = await self.store.preview_restart(selection)
         answer: dict[str, Any] = {
             "matched": preview.matched,
@@ -113,7 +112,7 @@ class BulkService:
                 answer=lambda created: self._answered(answer, batch_id, len(created)),
             )
         except DuplicateKey:
-            earlier = await self._earlier(actor, idempotency_key or "", digest)
+            earlier = await self._earlier(actor, idempotency_key, digest)
             assert earlier is not None
             return earlier
         new_ids = [new for new, _ in created]
@@ -151,10 +150,9 @@ class BulkService:
     ) -> BulkResult:
         """Cancel every pending or running run of the selection."""
         digest = _digest("cancel", selection, None)
-        if idempotency_key and not dry_run:
-            earlier = await self._earlier(actor, idempotency_key, digest)
-            if earlier is not None:
-                return earlier
+        earlier = await self._earlier(actor, idempotency_key, digest, dry_run)
+        if earlier is not None:
+            return earlier
         preview = await self.store.preview_cancel(selection)
         answer: dict[str, Any] = {
             "matched": preview.matched,
@@ -191,7 +189,7 @@ class BulkService:
                 answer=answered,
             )
         except DuplicateKey:
-            earlier = await self._earlier(actor, idempotency_key or "", digest)
+            earlier = await self._earlier(actor, idempotency_key, digest)
             assert earlier is not None
             return earlier
         scheduler = self.runs.scheduler
@@ -244,7 +242,12 @@ class BulkService:
             "request_digest": digest,
         }
 
-    async def _earlier(self, actor: str, key: str, digest: str) -> BulkResult | None:
+    async def _earlier(
+        self, actor: str, key: str | None, digest: str, dry_run: bool = False
+    ) -> BulkResult | None:
+        """The first answer to a request repeated with the same key, if there was one."""
+        if not key or dry_run:
+            return None
         earlier = await self.store.by_key(actor, key)
         if earlier is None:
             return None

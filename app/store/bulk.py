@@ -20,7 +20,7 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from app.store.dbtime import db_now, is_postgres
 from app.store.models import RunFilters
-from app.store.runs import _is_unique_violation, _load, _prefix_bounds, median_costs
+from app.store.runs import _is_unique_violation, _load, filter_sql, median_costs
 from app.store.tables import ACTIVE_STATUSES, TERMINAL_STATUSES, RestartBatch, WorkflowRun
 
 __all__ = [
@@ -117,28 +117,10 @@ def _selection_sql(selection: Selection) -> tuple[str, list[Any]]:
         if is_postgres():
             return "w.id = ANY({}::uuid[])", [[uuid.UUID(i) for i in ids]]
         return "w.id IN (SELECT value FROM json_each({}))", [json.dumps(ids)]
-    f = selection.filters or RunFilters()
-    terms: list[str] = []
-    args: list[Any] = []
-    if f.status:
-        terms.append("w.status = {}")
-        args.append(f.status)
-    if f.workflow:
-        terms.append("w.workflow_name = {}")
-        args.append(f.workflow)
-    if f.id_prefix:
-        bounds = _prefix_bounds(f.id_prefix)
-        if bounds is None:
-            return "1 = 0", []
-        terms.append("w.id >= {} AND w.id <= {}")
-        args.extend(bounds)
-    if f.since:
-        terms.append("w.created_at >= {}")
-        args.append(f.since)
-    if f.until:
-        terms.append("w.created_at < {}")
-        args.append(f.until)
-    return " AND ".join(terms) or "1 = 1", args
+    terms = filter_sql(selection.filters or RunFilters(), "w")
+    if terms is None:
+        return "1 = 0", []
+    return " AND ".join(sql for sql, _ in terms) or "1 = 1", [a for _, args in terms for a in args]
 
 
 def _restartable(alias: str = "w") -> str:

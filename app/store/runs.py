@@ -215,24 +215,32 @@ def _prefix_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID] | None:
     return low, high
 
 
-def _filter_conditions(filters: RunFilters) -> list[Any] | None:
-    """The WHERE terms of a list filter; None when nothing can match (a bad prefix)."""
-    conditions: list[Any] = []
+def filter_sql(filters: RunFilters, alias: str = "") -> list[tuple[str, list[Any]]] | None:
+    """The WHERE terms of a list filter as (SQL, arguments), on the columns of `alias`
+    when given; None when nothing can match (a bad prefix). The list and the bulk
+    actions share it, so "the runs matching these filters" is one thing."""
+    at = f"{alias}." if alias else ""
+    terms: list[tuple[str, list[Any]]] = []
     if filters.status:
-        conditions.append(WorkflowRun.status == filters.status)
+        terms.append((f"{at}status = {{}}", [filters.status]))
     if filters.workflow:
-        conditions.append(WorkflowRun.workflow_name == filters.workflow)
+        terms.append((f"{at}workflow_name = {{}}", [filters.workflow]))
     if filters.id_prefix:
         bounds = _prefix_bounds(filters.id_prefix)
         if bounds is None:
             return None
-        conditions.append(WorkflowRun.id >= bounds[0])
-        conditions.append(WorkflowRun.id <= bounds[1])
+        terms.append((f"{at}id >= {{}} AND {at}id <= {{}}", list(bounds)))
     if filters.since:
-        conditions.append(WorkflowRun.created_at >= filters.since)
+        terms.append((f"{at}created_at >= {{}}", [filters.since]))
     if filters.until:
-        conditions.append(WorkflowRun.created_at < filters.until)
-    return conditions
+        terms.append((f"{at}created_at < {{}}", [filters.until]))
+    return terms
+
+
+def _filter_conditions(filters: RunFilters) -> list[Any] | None:
+    """The WHERE terms of a list filter; None when nothing can match (a bad prefix)."""
+    terms = filter_sql(filters)
+    return None if terms is None else [WhereRaw(sql, *args) for sql, args in terms]
 
 
 def _summary(

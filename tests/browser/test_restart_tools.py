@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import fixed_id, make_run
+from factories import fixed_id, make_run, restarts_of
 from playwright.sync_api import Page, expect
 
 from app.store.tables import AuditEntry, RestartBatch, StepRun, WorkflowRun
@@ -112,16 +112,6 @@ def open_list(page: Page, query: str = "") -> None:
     expect(page.locator("#live-state")).to_have_text("Live")
 
 
-async def _restarts_of(ids: list[str]) -> dict[str, int]:
-    rows = await WorkflowRun.select(WorkflowRun.restarted_from).where(
-        WorkflowRun.restarted_from.is_in([uuid.UUID(i) for i in ids])
-    )
-    found: dict[str, int] = {}
-    for r in rows:
-        found[str(r["restarted_from"])] = found.get(str(r["restarted_from"]), 0) + 1
-    return found
-
-
 def test_bulk_restart_by_keyboard(page: Page, seeded: None, run_db: RunDb) -> None:
     open_list(page, "?workflow=paid")
     bar = page.locator("#bulk")
@@ -151,7 +141,7 @@ def test_bulk_restart_by_keyboard(page: Page, seeded: None, run_db: RunDb) -> No
     expect(batch).to_contain_text("3 runs restarted")
     expect(batch).to_have_attribute("data-finished", "yes", timeout=10_000)
     expect(bar).to_be_hidden()
-    assert run_db(lambda: _restarts_of(picked)) == {r: 1 for r in picked}
+    assert run_db(lambda: restarts_of(picked)) == {r: 1 for r in picked}
 
 
 def test_select_all_matching_with_a_cap_by_mouse(page: Page, seeded: None, run_db: RunDb) -> None:
@@ -173,7 +163,7 @@ def test_select_all_matching_with_a_cap_by_mouse(page: Page, seeded: None, run_d
     confirm.get_by_role("button", name="Back (Esc)").click()
     expect(confirm).to_have_count(0)
     ids = [fixed_id(n) for n in PAID_FAILED]
-    assert run_db(lambda: _restarts_of(ids)) == {}
+    assert run_db(lambda: restarts_of(ids)) == {}
     # To the cent: a cap of exactly the estimate is enough.
     page.get_by_label("Spend cap $").fill("1.20")
     page.get_by_role("button", name="Restart…").click()
@@ -181,9 +171,9 @@ def test_select_all_matching_with_a_cap_by_mouse(page: Page, seeded: None, run_d
         page.get_by_role("button", name="Restart 60 runs (y)").click()
     assert answer.value.status == 200
     expect(page.locator("#bulk-confirm [data-batch]")).to_contain_text("60 runs restarted")
-    assert run_db(lambda: _restarts_of(ids)) == {r: 1 for r in ids}
+    assert run_db(lambda: restarts_of(ids)) == {r: 1 for r in ids}
     # The echo runs outside the filter were left alone.
-    assert run_db(lambda: _restarts_of([fixed_id(102)])) == {}
+    assert run_db(lambda: restarts_of([fixed_id(102)])) == {}
 
 
 def test_resume_by_keyboard_reuses_the_completed_nodes(page: Page, seeded: None) -> None:

@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from factories import fixed_id, make_run
+from factories import fixed_id, make_run, restarts_of
 from support import FROZEN_NOW, JSON
 
 from app.store.tables import WorkflowRun
@@ -30,16 +30,6 @@ async def _failed(n: int, count: int, *, cost: float = 0.01, workflow: str = "ec
     ]
 
 
-async def _restarts_of(ids: list[str]) -> dict[str, int]:
-    rows = await WorkflowRun.select(WorkflowRun.restarted_from).where(
-        WorkflowRun.restarted_from.is_in([uuid.UUID(i) for i in ids])
-    )
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[str(row["restarted_from"])] = counts.get(str(row["restarted_from"]), 0) + 1
-    return counts
-
-
 async def test_bulk_restart_by_filter_counts_skipped_by_reason(client: Any) -> None:
     failed = await _failed(1, 5)
     await make_run(20, created_at=FROZEN_NOW - timedelta(minutes=1), status="running")
@@ -56,7 +46,7 @@ async def test_bulk_restart_by_filter_counts_skipped_by_reason(client: Any) -> N
     assert preview["restartable"] == 5
     assert preview["skipped"] == {"active": 0, "already_restarted": 1, "no_snapshot": 0}
     assert preview["restarted"] == 0 and preview["batch_id"] is None
-    assert await _restarts_of(failed) == {failed[0]: 1}
+    assert await restarts_of(failed) == {failed[0]: 1}
 
     done = await client.post(
         "/workflows/restart", json={"filter": {"status": "failed"}}, headers=JSON
@@ -67,7 +57,7 @@ async def test_bulk_restart_by_filter_counts_skipped_by_reason(client: Any) -> N
     # the workflow's completed runs (run 21, $0) stands in for it.
     assert answer["restarted"] == 5
     assert answer["estimated_cost_usd"] == 0.04
-    counts = await _restarts_of([*failed, fixed_id(22)])
+    counts = await restarts_of([*failed, fixed_id(22)])
     assert all(n == 1 for n in counts.values()) and len(counts) == 6
 
     batch = await client.get(f"/workflows/batches/{answer['batch_id']}", headers=JSON)
@@ -81,7 +71,7 @@ async def test_bulk_restart_by_filter_counts_skipped_by_reason(client: Any) -> N
     )
     # Every failed run was restarted once (their restarts may have failed by now, and
     # those are restarted in turn: the tips of the chains).
-    assert await _restarts_of(failed) == {f: 1 for f in failed}
+    assert await restarts_of(failed) == {f: 1 for f in failed}
     assert again.json()["skipped"]["already_restarted"] >= 6
 
 
@@ -96,7 +86,7 @@ async def test_spend_cap_refuses_to_the_cent_and_creates_nothing(client: Any) ->
     assert over.json()["code"] == "over_spend_cap"
     assert over.json()["estimated_cost_usd"] == 10.0
     assert over.json()["max_cost_usd"] == 9.99
-    assert await _restarts_of(failed) == {}
+    assert await restarts_of(failed) == {}
     exact = await client.post(
         "/workflows/restart", json={"ids": failed, "max_cost_usd": 10.00}, headers=JSON
     )
@@ -126,7 +116,7 @@ async def test_two_overlapping_batches_create_every_restart_once(client: Any) ->
     assert [a.status_code for a in answers] == [200, 200]
     total = sum(a.json()["restarted"] for a in answers)
     assert total == 60
-    counts = await _restarts_of(failed)
+    counts = await restarts_of(failed)
     assert len(counts) == 60 and set(counts.values()) == {1}
     skipped = sum(a.json()["skipped"]["already_restarted"] for a in answers)
     assert skipped == 20
