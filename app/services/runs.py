@@ -31,6 +31,7 @@ from app.errors import (
 )
 from app.services.scheduling import Scheduler
 from app.services.supervisor import RunSupervisor
+from app.store.bulk import expected_cost
 from app.store.dbtime import retrying
 from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
 from app.store.processes import ProcessView
@@ -645,18 +646,14 @@ class RunService:
         return plan
 
     async def _estimate(self, plan: RestartPlan) -> float:
-        """The run's own last cost, or its workflow's median when it recorded none; a
-        resume saves what the reused nodes cost."""
+        """The run's own last cost, or its workflow's median where that is more; a resume
+        saves what the reused nodes cost."""
         run = plan.original
-        known = run.total_tokens > 0 or run.total_cost_usd > 0
-        if plan.mode == "resume":
-            medians = await self.store.median_costs([run.workflow_name])
-            whole = medians.get(run.workflow_name, run.total_cost_usd)
-            return max(whole - plan.reused_cost_usd, 0.0)
-        if known:
-            return run.total_cost_usd
         medians = await self.store.median_costs([run.workflow_name])
-        return medians.get(run.workflow_name, 0.0)
+        whole = expected_cost(run.total_cost_usd, medians.get(run.workflow_name))
+        if plan.mode == "resume":
+            return max(whole - plan.reused_cost_usd, 0.0)
+        return whole
 
     async def _already_restarted(self, original: RunSummary) -> AlreadyRestarted:
         current = await self.store.get_summary(original.id) or original

@@ -10,6 +10,7 @@ index on `restarted_from` makes overlapping batches create every restart once.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,13 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from app.store.dbtime import db_now, is_postgres
 from app.store.models import RunFilters
-from app.store.runs import _is_unique_violation, _load, filter_sql, median_costs
+from app.store.runs import (
+    _is_unique_violation,
+    _load,
+    filter_sql,
+    median_costs,
+    workflow_names,
+)
 from app.store.tables import ACTIVE_STATUSES, TERMINAL_STATUSES, RestartBatch, WorkflowRun
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "Preview",
     "Selection",
     "cents",
+    "expected_cost",
 ]
 
 _ACTIVE = ", ".join(f"'{s}'" for s in ACTIVE_STATUSES)
@@ -77,10 +85,6 @@ class Candidate:
     total_tokens: int
     total_cost_usd: float
 
-    @property
-    def cost_known(self) -> bool:
-        return self.total_tokens > 0 or self.total_cost_usd > 0
-
 
 @dataclass(frozen=True)
 class BatchProgress:
@@ -123,6 +127,27 @@ def _selection_sql(selection: Selection) -> tuple[str, list[Any]]:
     return " AND ".join(sql for sql, _ in terms) or "1 = 1", [a for _, args in terms for a in args]
 
 
+def expected_cost(last_cost: float, median: float | None) -> float:
+    """What restarting a run is expected to cost: its own last cost, or its workflow's
+    median cost of completed runs where that is more. A failed run's own cost covers only
+    the nodes it reached, and one that recorded none has none: the cap must not be
+    undercut by the runs that stopped early."""
+    return max(last_cost, median or 0.0)
+
+
+def _expected_sql(medians: dict[str, float]) -> tuple[str, list[Any]]:
+    """`expected_cost` of row `w` in SQL, the medians inlined as a CASE on the name."""
+    known = [(name, m) for name, m in medians.items() if math.isfinite(m) and m > 0]
+    if not known:
+        return "w.total_cost_usd", []
+    cases = " ".join(f"WHEN {{}} THEN {float(m)!r}" for _, m in known)
+    median = f"(CASE w.workflow_name {cases} ELSE 0.0 END)"
+    return (
+        f"(CASE WHEN w.total_cost_usd > {median} THEN w.total_cost_usd ELSE {median} END)",
+        [name for name, _ in known] * 2,
+    )
+
+
 def _restartable(alias: str = "w") -> str:
     return (
         f"{alias}.status IN ({_TERMINAL}) AND {alias}.config_snapshot IS NOT NULL AND r.id IS NULL"
@@ -141,11 +166,15 @@ class BulkStore:
     # -- what a selection covers -----------------------------------------------------
 
     async def preview_restart(self, selection: Selection) -> Preview:
-        """Counts and estimated cost of restarting the selection; one grouped query."""
+        """Counts and estimated cost of restarting the selection: the workflows' medians,
+        then one grouped query however many runs the selection covers."""
         where, args = _selection_sql(selection)
         ok = _restartable()
+        wanted = selection.filters.workflow if selection.filters else None
+        medians = await median_costs([wanted] if wanted else await workflow_names())
+        expected, expected_args = _expected_sql(medians)
         rows = await WorkflowRun.raw(
-            "SELECT w.workflow_name AS workflow, count(*) AS matched,"
+            "SELECT count(*) AS matched,"
             f" sum(CASE WHEN w.status IN ({_ACTIVE}) THEN 1 ELSE 0 END) AS active,"
             f" sum(CASE WHEN w.status NOT IN ({_ACTIVE}) AND r.id IS NOT NULL"
             " THEN 1 ELSE 0 END) AS already_restarted,"
@@ -154,26 +183,23 @@ class BulkStore:
             f" sum(CASE WHEN {ok} THEN 1 ELSE 0 END) AS eligible,"
             f" sum(CASE WHEN {ok} THEN w.total_tokens ELSE 0 END) AS tokens,"
             f" sum(CASE WHEN {ok} THEN w.total_cost_usd ELSE 0 END) AS cost,"
-            f" sum(CASE WHEN {ok} AND w.total_tokens = 0 AND w.total_cost_usd = 0"
-            " THEN 1 ELSE 0 END) AS unknown"
+            f" sum(CASE WHEN {ok} THEN {expected} ELSE 0 END) AS expected"
             " FROM workflow_run w LEFT JOIN workflow_run r ON r.restarted_from = w.id"
-            f" WHERE {where} GROUP BY w.workflow_name",
+            f" WHERE {where}",
+            *expected_args,
             *args,
         )
-        preview = Preview(skipped={"active": 0, "already_restarted": 0, "no_snapshot": 0})
-        unknown: dict[str, int] = {}
-        for row in rows:
-            preview.matched += int(row["matched"] or 0)
-            preview.eligible += int(row["eligible"] or 0)
-            for reason in preview.skipped:
-                preview.skipped[reason] += int(row[reason] or 0)
-            preview.last_tokens += int(row["tokens"] or 0)
-            preview.last_cost_usd += float(row["cost"] or 0.0)
-            if row["unknown"]:
-                unknown[row["workflow"]] = int(row["unknown"])
-        medians = await median_costs(unknown)
-        preview.estimated_cost_usd = preview.last_cost_usd + sum(
-            medians.get(name, 0.0) * n for name, n in unknown.items()
+        row = rows[0] if rows else {}
+        preview = Preview(
+            matched=int(row.get("matched") or 0),
+            eligible=int(row.get("eligible") or 0),
+            skipped={
+                reason: int(row.get(reason) or 0)
+                for reason in ("active", "already_restarted", "no_snapshot")
+            },
+            last_tokens=int(row.get("tokens") or 0),
+            last_cost_usd=float(row.get("cost") or 0.0),
+            estimated_cost_usd=float(row.get("expected") or 0.0),
         )
         return preview
 
@@ -190,11 +216,10 @@ class BulkStore:
         return Preview(matched=matched, eligible=active, skipped={"finished": matched - active})
 
     async def estimate(self, candidates: Sequence[Candidate]) -> float:
-        """Each run's own last cost, or its workflow's median when it recorded none."""
-        medians = await median_costs(c.workflow_name for c in candidates if not c.cost_known)
+        """What restarting these runs is expected to cost (see `expected_cost`)."""
+        medians = await median_costs(c.workflow_name for c in candidates)
         return sum(
-            c.total_cost_usd if c.cost_known else medians.get(c.workflow_name, 0.0)
-            for c in candidates
+            expected_cost(c.total_cost_usd, medians.get(c.workflow_name)) for c in candidates
         )
 
     # -- acting --------------------------------------------------------------------

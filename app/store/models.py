@@ -70,7 +70,7 @@ class RunSummary:
     # and offers to restart it.
     latest_restart: RunSummary | None = None
     executed_by: Executor | None = None
-    # Its workflow's median cost, where the run recorded none (finished runs only).
+    # Its workflow's median cost of completed runs (finished runs only).
     median_cost_usd: float | None = None
 
     @property
@@ -78,14 +78,15 @@ class RunSummary:
         return self.status in ACTIVE
 
     @property
-    def cost_known(self) -> bool:
-        return self.total_tokens > 0 or self.total_cost_usd > 0
+    def expected_cost_usd(self) -> float:
+        """What restarting it is expected to cost: its own last cost, or its workflow's
+        median cost of completed runs where that is more (a failed run's own cost covers
+        only the nodes it reached)."""
+        return max(self.total_cost_usd, self.median_cost_usd or 0.0)
 
     @property
-    def expected_cost_usd(self) -> float | None:
-        """What restarting it is expected to cost: its own last cost, or its workflow's
-        median when it recorded none (None when that is unknown too)."""
-        return self.total_cost_usd if self.cost_known else self.median_cost_usd
+    def expected_from_median(self) -> bool:
+        return (self.median_cost_usd or 0.0) > self.total_cost_usd
 
     @property
     def is_restarting(self) -> bool:

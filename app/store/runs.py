@@ -286,18 +286,34 @@ MEDIAN_OF = 1000
 
 
 async def median_costs(workflows: Iterable[str]) -> dict[str, float]:
-    """Each workflow's median cost over its latest completed runs (an index walk each)."""
+    """Each workflow's median cost over its latest completed runs, resumed ones left out
+    (an index walk each)."""
     found: dict[str, float] = {}
     for name in sorted(set(workflows)):
         rows = await WorkflowRun.raw(
             "SELECT total_cost_usd FROM workflow_run WHERE workflow_name = {}"
-            " AND status = 'completed' ORDER BY created_at DESC LIMIT {}",
+            # A resumed run paid for part of the workflow only.
+            " AND status = 'completed' AND coalesce(restart_mode, '') <> 'resume'"
+            " ORDER BY created_at DESC LIMIT {}",
             name,
             MEDIAN_OF,
         )
         if rows:
             found[name] = statistics.median(float(r["total_cost_usd"] or 0) for r in rows)
     return found
+
+
+async def workflow_names() -> list[str]:
+    """Distinct workflow names by a loose index scan: one index probe per name."""
+    rows = await WorkflowRun.raw(
+        "WITH RECURSIVE names(n) AS ("
+        " SELECT MIN(workflow_name) FROM workflow_run"
+        " UNION ALL"
+        " SELECT (SELECT MIN(workflow_name) FROM workflow_run WHERE workflow_name > names.n)"
+        " FROM names WHERE names.n IS NOT NULL"
+        ") SELECT n FROM names WHERE n IS NOT NULL"
+    )
+    return [r["n"] for r in rows]
 
 
 class RunStore:
@@ -939,16 +955,7 @@ class RunStore:
         return await median_costs(workflows)
 
     async def workflow_names(self) -> list[str]:
-        """Distinct workflow names by a loose index scan: one index probe per name."""
-        rows = await WorkflowRun.raw(
-            "WITH RECURSIVE names(n) AS ("
-            " SELECT MIN(workflow_name) FROM workflow_run"
-            " UNION ALL"
-            " SELECT (SELECT MIN(workflow_name) FROM workflow_run WHERE workflow_name > names.n)"
-            " FROM names WHERE names.n IS NOT NULL"
-            ") SELECT n FROM names WHERE n IS NOT NULL"
-        )
-        return [r["n"] for r in rows]
+        return await workflow_names()
 
     async def _chains(
         self, root_ids: Iterable[uuid.UUID]
@@ -1006,16 +1013,9 @@ class RunStore:
         return result
 
     async def _medians_for(self, rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """The workflow medians that stand in for the expected cost of finished runs that
-        recorded none, cached for a minute: a page needs them rarely, and they move
-        slowly."""
-        wanted = {
-            r["workflow_name"]
-            for r in rows
-            if r["status"] not in ACTIVE_STATUSES
-            and not r["total_tokens"]
-            and not r["total_cost_usd"]
-        }
+        """The workflow medians behind the expected cost of restarting finished runs,
+        cached for a minute: they move slowly, and a page shows few workflows."""
+        wanted = {r["workflow_name"] for r in rows if r["status"] not in ACTIVE_STATUSES}
         if not wanted:
             return {}
         now = time.monotonic()

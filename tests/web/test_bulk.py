@@ -53,8 +53,8 @@ async def test_bulk_restart_by_filter_counts_skipped_by_reason(client: Any) -> N
     )
     assert done.status_code == 200, done.text
     answer = done.json()
-    # Four of the five at their own last cost; run 22 recorded none, and the median of
-    # the workflow's completed runs (run 21, $0) stands in for it.
+    # Four of the five at their own last cost (more than the median of the workflow's
+    # completed runs, run 21's $0); run 22 recorded none, and the median stands in.
     assert answer["restarted"] == 5
     assert answer["estimated_cost_usd"] == 0.04
     counts = await restarts_of([*failed, fixed_id(22)])
