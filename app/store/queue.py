@@ -30,23 +30,18 @@ class QueueStore:
             WorkflowRun.id == uuid.UUID(run_id)
         )
 
-    async def set_job_ids(self, jobs: list[tuple[str, int]]) -> None:
-        """The job of each run of a batch, in one statement."""
-        if jobs:
-            await WorkflowRun.raw(
-                "UPDATE workflow_run SET job_id = j.job_id FROM unnest({}::uuid[],"
-                " {}::bigint[]) AS j(id, job_id) WHERE workflow_run.id = j.id",
-                [uuid.UUID(run_id) for run_id, _ in jobs],
-                [job_id for _, job_id in jobs],
-            )
-
     async def job_id_of(self, run_id: str) -> int | None:
-        row = await (
-            WorkflowRun.select(WorkflowRun.job_id)
-            .where(WorkflowRun.id == uuid.UUID(run_id))
-            .first()
+        """The run's live job: the one it was deferred as, or (a batch stores none) the
+        job that holds its lock, waiting or running."""
+        rows = await WorkflowRun.raw(
+            "SELECT coalesce((SELECT job_id FROM workflow_run WHERE id = {}),"
+            " (SELECT id FROM procrastinate_jobs WHERE (status = 'todo' AND queueing_lock = {})"
+            " OR (status = 'doing' AND lock = {}) ORDER BY id DESC LIMIT 1)) AS job_id",
+            uuid.UUID(run_id),
+            run_id,
+            run_id,
         )
-        return row["job_id"] if row else None
+        return rows[0]["job_id"] if rows else None
 
     async def pending_without_live_job(self, older_than_seconds: float) -> list[str]:
         """Pending runs whose job is gone or never got deferred (a crash between the two writes)."""

@@ -276,10 +276,10 @@ async def test_two_overlapping_bulk_restarts_on_two_dashboards_execute_each_run_
         )
     assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
     assert first.json()["restarted"] + second.json()["restarted"] == 300
-    new = await WorkflowRun.select(WorkflowRun.id, WorkflowRun.job_id).where(
+    new = await WorkflowRun.select(WorkflowRun.id).where(
         WorkflowRun.restarted_from.is_in([uuid.UUID(r) for r in originals])
     )
-    assert len(new) == 300 and all(r["job_id"] for r in new)
+    assert len(new) == 300
     new_ids = [str(r["id"]) for r in new]
     statuses = await _wait_terminal(new_ids, timeout=90)
     assert Counter(statuses.values()) == {"completed": 300}
@@ -293,3 +293,34 @@ async def test_two_overlapping_bulk_restarts_on_two_dashboards_execute_each_run_
         new_ids,
     )
     assert {j["run_id"]: j["n"] for j in jobs} == dict.fromkeys(new_ids, 1)
+
+
+async def test_bulk_cancel_aborts_the_jobs_of_bulk_restarted_runs(empty_db: str, cluster) -> None:
+    """A batch stores no job ids: the cancel finds each running job by its run's lock."""
+    servers, _ = cluster
+    slow = await _failed_runs(2, SLOW_SNAPSHOT)
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(
+            f"{servers[0].url}/workflows/restart", json={"ids": slow}, headers=JSON
+        )
+        assert answer.json()["restarted"] == 2
+        new = [
+            str(r["id"])
+            for r in await WorkflowRun.select(WorkflowRun.id).where(
+                WorkflowRun.restarted_from.is_in([uuid.UUID(r) for r in slow])
+            )
+        ]
+        for run_id in new:
+            await _running_on_worker(run_id)
+        cancelled = await client.post(
+            f"{servers[1].url}/workflows/cancel", json={"ids": new}, headers=JSON
+        )
+        assert cancelled.json()["cancelled"] == 2
+    await asyncio.sleep(4)  # longer than a node
+    steps = await StepRun.count().where(StepRun.run.is_in([uuid.UUID(r) for r in new]))
+    # Aborted mid-node: no step was written after the cancel.
+    assert steps == 0
+    jobs = await WorkflowRun.raw(
+        "SELECT status::text AS status FROM procrastinate_jobs WHERE lock = ANY({})", new
+    )
+    assert sorted(j["status"] for j in jobs) == ["aborted", "aborted"]
