@@ -64,6 +64,9 @@ async def empty_db(database_url: str) -> AsyncIterator[str]:
     await WebSession.delete(force=True)
     await AuditEntry.delete(force=True)
     await RestartBatch.delete(force=True)
+    from app.store.runs import forget_medians
+
+    forget_medians()
     yield database_url
 
 

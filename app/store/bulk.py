@@ -166,42 +166,78 @@ class BulkStore:
     # -- what a selection covers -----------------------------------------------------
 
     async def preview_restart(self, selection: Selection) -> Preview:
-        """Counts and estimated cost of restarting the selection: the workflows' medians,
-        then one grouped query however many runs the selection covers."""
+        """Counts and estimated cost of restarting the selection, without a probe per run:
+        one aggregate over its finished runs (covered by an index: a million runs are one
+        index scan), less the runs of it already restarted (reached from their restarts,
+        by the index on `restarted_from`) and those without a snapshot (a partial index)."""
         where, args = _selection_sql(selection)
-        ok = _restartable()
         wanted = selection.filters.workflow if selection.filters else None
         medians = await median_costs([wanted] if wanted else await workflow_names())
         expected, expected_args = _expected_sql(medians)
-        rows = await WorkflowRun.raw(
-            "SELECT count(*) AS matched,"
-            f" sum(CASE WHEN w.status IN ({_ACTIVE}) THEN 1 ELSE 0 END) AS active,"
-            f" sum(CASE WHEN w.status NOT IN ({_ACTIVE}) AND r.id IS NOT NULL"
-            " THEN 1 ELSE 0 END) AS already_restarted,"
-            f" sum(CASE WHEN w.status NOT IN ({_ACTIVE}) AND r.id IS NULL"
-            " AND w.config_snapshot IS NULL THEN 1 ELSE 0 END) AS no_snapshot,"
-            f" sum(CASE WHEN {ok} THEN 1 ELSE 0 END) AS eligible,"
-            f" sum(CASE WHEN {ok} THEN w.total_tokens ELSE 0 END) AS tokens,"
-            f" sum(CASE WHEN {ok} THEN w.total_cost_usd ELSE 0 END) AS cost,"
-            f" sum(CASE WHEN {ok} THEN {expected} ELSE 0 END) AS expected"
-            " FROM workflow_run w LEFT JOIN workflow_run r ON r.restarted_from = w.id"
+        finished = f"w.status NOT IN ({_ACTIVE})"
+
+        def sums(only: str = "") -> str:
+            """Count, tokens, cost and expected cost of the rows (those where `only`)."""
+
+            def of(value: str) -> str:
+                return (
+                    f"coalesce(sum(CASE WHEN {only} THEN {value} ELSE 0 END), 0)"
+                    if only
+                    else (f"coalesce(sum({value}), 0)")
+                )
+
+            return (
+                f"{of('1')} AS n, {of('w.total_tokens')} AS tokens,"
+                f" {of('w.total_cost_usd')} AS cost, {of(expected)} AS expected"
+            )
+
+        if is_postgres():
+            # From the restarts, which are few, each to its original by primary key; a
+            # plain join hashes every run of the filter instead.
+            restarts = (
+                "workflow_run r JOIN LATERAL (SELECT * FROM workflow_run o"
+                " WHERE o.id = r.restarted_from) w ON r.restarted_from IS NOT NULL"
+            )
+            no_snapshot = "workflow_run w"
+        else:
+            # SQLite would walk the filter's index and probe each run for a restart:
+            # from the restarts instead, which are few; and the partial index it would
+            # not pick by itself.
+            restarts = (
+                "workflow_run r CROSS JOIN workflow_run w ON w.id = r.restarted_from"
+                " AND r.restarted_from IS NOT NULL"
+            )
+            no_snapshot = "workflow_run w INDEXED BY workflow_run_no_snapshot"
+        queries = {
+            "finished": f"SELECT count(*) AS matched, {sums(finished)} FROM workflow_run w"
             f" WHERE {where}",
-            *expected_args,
-            *args,
-        )
-        row = rows[0] if rows else {}
-        preview = Preview(
-            matched=int(row.get("matched") or 0),
-            eligible=int(row.get("eligible") or 0),
+            "restarted": f"SELECT {sums()} FROM {restarts} WHERE {finished} AND {where}",
+            "no_snapshot": f"SELECT {sums()} FROM {no_snapshot} WHERE w.config_snapshot IS NULL"
+            f" AND {finished} AND {where}"
+            " AND NOT EXISTS (SELECT 1 FROM workflow_run r WHERE r.restarted_from = w.id)",
+        }
+        parts = {}
+        for name, sql in queries.items():
+            [parts[name]] = await WorkflowRun.raw(sql, *expected_args, *args)
+        every = parts["finished"]
+        matched = int(every["matched"] or 0)
+
+        def left(column: str, kind: type = int) -> Any:
+            taken = kind(parts["restarted"][column]) + kind(parts["no_snapshot"][column])
+            return kind(parts["finished"][column]) - taken
+
+        return Preview(
+            matched=matched,
+            eligible=left("n"),
             skipped={
-                reason: int(row.get(reason) or 0)
-                for reason in ("active", "already_restarted", "no_snapshot")
+                "active": matched - int(every["n"] or 0),
+                "already_restarted": int(parts["restarted"]["n"] or 0),
+                "no_snapshot": int(parts["no_snapshot"]["n"] or 0),
             },
-            last_tokens=int(row.get("tokens") or 0),
-            last_cost_usd=float(row.get("cost") or 0.0),
-            estimated_cost_usd=float(row.get("expected") or 0.0),
+            last_tokens=left("tokens"),
+            last_cost_usd=max(left("cost", float), 0.0),
+            estimated_cost_usd=max(left("expected", float), 0.0),
         )
-        return preview
 
     async def preview_cancel(self, selection: Selection) -> Preview:
         where, args = _selection_sql(selection)

@@ -285,11 +285,31 @@ def _summary(
 MEDIAN_OF = 1000
 
 
+# workflow -> (when it was read, its median or None), for MEDIAN_TTL seconds: medians
+# move slowly, and a bulk preview or a page of rows would read them again and again.
+_medians: dict[str, tuple[float, float | None]] = {}
+MEDIAN_TTL = 60.0
+
+
 async def median_costs(workflows: Iterable[str]) -> dict[str, float]:
     """Each workflow's median cost over its latest completed runs, resumed ones left out
-    (an index walk each)."""
-    found: dict[str, float] = {}
-    for name in sorted(set(workflows)):
+    (an index walk each, cached for a minute)."""
+    now = time.monotonic()
+    wanted = sorted(set(workflows))
+    stale = [w for w in wanted if now - _medians.get(w, (-1e9, None))[0] > MEDIAN_TTL]
+    for name, median in (await _read_medians(stale)).items():
+        _medians[name] = (now, median)
+    return {w: m for w in wanted if (m := _medians[w][1]) is not None}
+
+
+def forget_medians() -> None:
+    """Read every median afresh next time (tests that rewrite the table)."""
+    _medians.clear()
+
+
+async def _read_medians(workflows: list[str]) -> dict[str, float | None]:
+    found: dict[str, float | None] = {}
+    for name in workflows:
         rows = await WorkflowRun.raw(
             "SELECT total_cost_usd FROM workflow_run WHERE workflow_name = {}"
             # A resumed run paid for part of the workflow only.
@@ -298,8 +318,9 @@ async def median_costs(workflows: Iterable[str]) -> dict[str, float]:
             name,
             MEDIAN_OF,
         )
-        if rows:
-            found[name] = statistics.median(float(r["total_cost_usd"] or 0) for r in rows)
+        found[name] = (
+            statistics.median(float(r["total_cost_usd"] or 0) for r in rows) if rows else None
+        )
     return found
 
 
@@ -323,7 +344,6 @@ class RunStore:
         self.clock = clock
         # How long the executor's writes are retried through transient database errors.
         self.retry_within = retry_within
-        self._median_cache: dict[str, tuple[float, float]] = {}
 
     # -- creating and executing ------------------------------------------------
 
@@ -1013,15 +1033,7 @@ class RunStore:
         return result
 
     async def _medians_for(self, rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """The workflow medians behind the expected cost of restarting finished runs,
-        cached for a minute: they move slowly, and a page shows few workflows."""
-        wanted = {r["workflow_name"] for r in rows if r["status"] not in ACTIVE_STATUSES}
-        if not wanted:
-            return {}
-        now = time.monotonic()
-        stale = [w for w in wanted if now - self._median_cache.get(w, (-1e9, 0.0))[0] > 60]
-        if stale:
-            fresh = await median_costs(stale)
-            for name in stale:
-                self._median_cache[name] = (now, fresh.get(name, 0.0))
-        return {w: self._median_cache[w][1] for w in wanted}
+        """The workflow medians behind the expected cost of restarting finished runs."""
+        return await median_costs(
+            r["workflow_name"] for r in rows if r["status"] not in ACTIVE_STATUSES
+        )

@@ -152,3 +152,28 @@ async def test_bad_selections_say_what_is_wrong(client: Any) -> None:
         assert response.status_code == 400, (body, response.text)
         assert response.json()["code"] == "invalid_selection"
         assert says in response.json()["error"], (body, response.json())
+
+
+async def test_the_estimate_takes_the_workflows_median_where_a_run_paid_less(client: Any) -> None:
+    """A run that failed early paid for part of the workflow: its restart is expected to
+    cost what the workflow's completed runs cost (median $0.05), in the dry run and in
+    the check inside the transaction alike."""
+    for n, cost in ((30, 0.04), (31, 0.05), (32, 0.07)):
+        await make_run(n, created_at=FROZEN_NOW - timedelta(hours=1), cost_usd=cost, tokens=9)
+    failed = await _failed(1, 4, cost=0.01)
+    other = await _failed(10, 2, cost=0.02, workflow="other")  # no completed runs: own cost
+    row = await client.get(f"/workflows/{failed[0]}/row")
+    assert "Expected: about $0.0500 (the workflow's median)" in row.text
+    dry = await client.post(
+        "/workflows/restart", json={"ids": [*failed, *other], "dry_run": True}, headers=JSON
+    )
+    assert dry.json()["estimated_cost_usd"] == 0.24  # 4 x 0.05 + 2 x 0.02
+    assert dry.json()["last_cost_usd"] == 0.08
+    over = await client.post(
+        "/workflows/restart", json={"ids": [*failed, *other], "max_cost_usd": 0.23}, headers=JSON
+    )
+    assert over.status_code == 400 and over.json()["estimated_cost_usd"] == 0.24
+    done = await client.post(
+        "/workflows/restart", json={"ids": [*failed, *other], "max_cost_usd": 0.24}, headers=JSON
+    )
+    assert done.json()["restarted"] == 6 and done.json()["estimated_cost_usd"] == 0.24
