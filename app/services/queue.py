@@ -47,6 +47,8 @@ log = logging.getLogger("configurable_agents.queue")
 
 QUEUE = "runs"
 TASK = "execute_run"
+# A batch this large has its tables analyzed after it is deferred.
+ANALYZE_AFTER = 1000
 
 
 class WorkerSettings:
@@ -138,6 +140,7 @@ class QueueScheduler:
     def __init__(self, app: App):
         self.app = app
         self.queue_store = QueueStore()
+        self._analyzing: set[asyncio.Task[None]] = set()
 
     async def schedule(self, run_id: str) -> Awaitable[Any] | None:
         job_id = await defer_run(self.app, run_id)
@@ -156,6 +159,13 @@ class QueueScheduler:
                 for run_id in run_ids[start : start + 1000]
             ]
             await self.app.job_manager.batch_defer_jobs_async(jobs)
+        if len(run_ids) >= ANALYZE_AFTER:
+            # Thousands of new jobs and runs at once: until the tables are analyzed, the
+            # workers' job fetch and the maintenance query plan for the tables as they
+            # were (seconds each, measured), and autovacuum may be minutes away, or off.
+            task = asyncio.create_task(self.queue_store.analyze())
+            self._analyzing.add(task)
+            task.add_done_callback(self._analyzing.discard)
 
     async def cancelled(self, run_id: str) -> None:
         job_id = await self.queue_store.job_id_of(run_id)

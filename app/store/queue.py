@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,8 @@ from app.store.dbtime import db_ago
 from app.store.tables import WorkflowRun
 
 __all__ = ["QueueStats", "QueueStore", "ensure_queue_schema"]
+
+log = logging.getLogger("configurable_agents.queue")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,13 @@ class QueueStore:
         await WorkflowRun.update({WorkflowRun.job_id: job_id}).where(
             WorkflowRun.id == uuid.UUID(run_id)
         )
+
+    async def analyze(self) -> None:
+        """Fresh planner statistics for the tables a large batch just grew."""
+        try:
+            await WorkflowRun.raw("ANALYZE workflow_run, procrastinate_jobs")
+        except Exception:  # statistics are an optimisation: autovacuum comes later
+            log.warning("could not analyze the run and job tables", exc_info=True)
 
     async def job_id_of(self, run_id: str) -> int | None:
         """The run's live job: the one it was deferred as, or (a batch stores none) the

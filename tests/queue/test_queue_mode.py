@@ -11,7 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -324,3 +324,33 @@ async def test_bulk_cancel_aborts_the_jobs_of_bulk_restarted_runs(empty_db: str,
         "SELECT status::text AS status FROM procrastinate_jobs WHERE lock = ANY({})", new
     )
     assert sorted(j["status"] for j in jobs) == ["aborted", "aborted"]
+
+
+async def test_a_large_batch_has_its_tables_analyzed(empty_db: str, cluster) -> None:
+    """Until the planner knows of a batch's thousands of jobs, the workers' fetch and the
+    maintenance query plan for empty tables (seconds each): the dashboard analyzes them."""
+    servers, _ = cluster
+
+    async def analyzed() -> datetime | None:
+        [row] = await WorkflowRun.raw(
+            "SELECT greatest(last_analyze, last_autoanalyze) AS at FROM pg_stat_user_tables"
+            " WHERE relname = 'procrastinate_jobs'"
+        )
+        return row["at"]
+
+    before = await analyzed()
+    originals = await _failed_runs(1000)
+    async with httpx.AsyncClient(timeout=60) as client:
+        answer = await client.post(
+            f"{servers[0].url}/workflows/restart", json={"ids": originals}, headers=JSON
+        )
+    assert answer.json()["restarted"] == 1000
+    deadline = time.monotonic() + 10
+    while (at := await analyzed()) is None or (before is not None and at <= before):
+        assert time.monotonic() < deadline, "procrastinate_jobs was not analyzed"
+        await asyncio.sleep(0.2)
+    new = await WorkflowRun.select(WorkflowRun.id).where(
+        WorkflowRun.restarted_from.is_in([uuid.UUID(r) for r in originals])
+    )
+    statuses = await _wait_terminal([str(r["id"]) for r in new], timeout=120)
+    assert Counter(statuses.values()) == {"completed": 1000}
