@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test test-sqlite test-postgres lint fix snapshots migrate browser-deps postgres bench \
-	bench-live
+	bench-live bench-bulk
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -55,9 +55,13 @@ test-postgres: install browser-deps postgres  ## the suite on PostgreSQL only
 snapshots: install  ## rewrite the HTML snapshots after an intended change (read the diff!)
 	CA_TEST_DB=sqlite $(PY) -m pytest tests/web --snapshot-update
 
-bench: install postgres  ## bench/run.py, then bench/live.py; BENCH_ARGS=--quick: 10k runs, short windows
+bench: install postgres  ## bench/run.py, bench/live.py, bench/bulk.py; BENCH_ARGS=--quick: small sizes
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.live $(filter --quick,$(BENCH_ARGS))
+	$(PY) -m bench.bulk $(filter --quick,$(BENCH_ARGS))
 
 bench-live: install postgres  ## live pages under load (bench/live.py); BENCH_ARGS=--quick for short windows
 	$(PY) -m bench.live $(BENCH_ARGS)
+
+bench-bulk: install postgres  ## bulk restart, 1M-run dry run, resume per node (bench/bulk.py); BENCH_ARGS=--quick
+	$(PY) -m bench.bulk $(BENCH_ARGS)

@@ -395,15 +395,15 @@ class BulkStore:
                 await self._finish_batch(batch["id"], [], answer)
                 return []
             before = {str(r["id"]): r["status"] for r in rows}
-            ids = sorted(before)
-            marks = ", ".join("{}" for _ in ids)
+            # One parameter for all the ids, however many: the bind limit is far away.
+            chosen, ids = _selection_sql(Selection(ids=tuple(before)))
             cancelled = await WorkflowRun.raw(
                 "UPDATE workflow_run SET status = 'cancelled', completed_at = {},"
                 " error_type = 'Cancelled', error_message = 'cancelled by an operator',"
-                f" current_node = NULL WHERE id IN ({marks}) AND status IN ({_ACTIVE})"
-                " RETURNING id",
+                f" current_node = NULL WHERE {chosen.replace('w.id', 'id')}"
+                f" AND status IN ({_ACTIVE}) RETURNING id",
                 self.clock(),
-                *[uuid.UUID(i) for i in ids],
+                *ids,
             )
             result = [(str(r["id"]), before.get(str(r["id"]), "")) for r in cancelled]
             await self._finish_batch(batch["id"], result, answer)

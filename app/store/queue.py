@@ -59,8 +59,15 @@ class QueueStore:
             "SELECT r.id FROM workflow_run r"
             " WHERE r.status = 'pending'"
             " AND r.created_at < NOW() - make_interval(secs => {})"
+            # Two lookups, each on one of procrastinate's partial unique indexes (a job
+            # holds its run's id as queueing lock while waiting, as lock while running):
+            # an index probe whatever the planner's statistics say. The one condition
+            # `status IN ('todo', 'doing')` matched neither index, and took seconds a
+            # call after a bulk restart until the tables were analyzed.
             " AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j"
-            "   WHERE j.queueing_lock = r.id::text AND j.status IN ('todo', 'doing'))"
+            "   WHERE j.queueing_lock = r.id::text AND j.status = 'todo')"
+            " AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j"
+            "   WHERE j.lock = r.id::text AND j.status = 'doing')"
             " ORDER BY r.created_at LIMIT 500",
             older_than_seconds,
         )
