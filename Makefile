@@ -34,9 +34,10 @@ postgres:  ## make sure the local PostgreSQL server answers
 	@for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 && exit 0; sleep 1; done; \
 		echo "PostgreSQL did not start" >&2; exit 1
 
-lint: install  ## ruff, as CI runs it
+lint: install  ## ruff and mypy, as CI runs them
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/ruff format --check app tests bench
+	$(VENV)/bin/mypy
 
 fix: install  ## let ruff fix and format what it can
 	$(VENV)/bin/ruff check --fix app tests bench

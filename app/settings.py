@@ -93,10 +93,10 @@ def read_tokens(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
             tokens[role].append(f"{name}={token}" if name else token)
     for role, values in tokens.items():
         for value in values:
-            name, token = split_named(value)
+            token_name, token = split_named(value)
             why = weak_token_reason(token)
             if why is not None:
-                who = f" ({name})" if name else ""
+                who = f" ({token_name})" if token_name else ""
                 raise ValueError(f"an {role} token{who} {why}: use e.g. `openssl rand -hex 24`")
     return {"operator_tokens": tuple(tokens["operator"]), "viewer_tokens": tuple(tokens["viewer"])}
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,7 +99,7 @@ class _Memo:
     reader that knows of generation `g` takes a value loaded at `g` or later, and
     concurrent readers of a missing key share one load."""
 
-    def __init__(self, load: Callable[[list[str]], Awaitable[dict[str, Any]]]):
+    def __init__(self, load: Callable[[list[str]], Coroutine[Any, Any, dict[str, Any]]]):
         self.load = load
         self.values: dict[str, tuple[int, Any]] = {}
 

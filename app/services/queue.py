@@ -163,9 +163,9 @@ class QueueScheduler:
             # Thousands of new jobs and runs at once: until the tables are analyzed, the
             # workers' job fetch and the maintenance query plan for the tables as they
             # were (seconds each, measured), and autovacuum may be minutes away, or off.
-            task = asyncio.create_task(self.queue_store.analyze())
-            self._analyzing.add(task)
-            task.add_done_callback(self._analyzing.discard)
+            analyzing = asyncio.create_task(self.queue_store.analyze())
+            self._analyzing.add(analyzing)
+            analyzing.add_done_callback(self._analyzing.discard)
 
     async def cancelled(self, run_id: str) -> None:
         job_id = await self.queue_store.job_id_of(run_id)

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,7 +250,7 @@ class RunSupervisor:
     # -- runs of this process ----------------------------------------------------------
 
     @contextlib.contextmanager
-    def executing(self, run_id: str):
+    def executing(self, run_id: str) -> Iterator[None]:
         """Mark the current task as executing `run_id` while the block runs."""
         task = asyncio.current_task()
         assert task is not None
@@ -261,7 +261,7 @@ class RunSupervisor:
             if self.inflight.get(run_id) is task:
                 del self.inflight[run_id]
 
-    def spawn(self, run_id: str, execute: Callable[[str], Awaitable[Any]]) -> None:
+    def spawn(self, run_id: str, execute: Callable[[str], Coroutine[Any, Any, Any]]) -> None:
         """Execute a run in a task of its own, kept until it ends."""
         task = asyncio.create_task(execute(run_id), name=f"run {run_id}")
         self._spawned.add(task)

@@ -138,7 +138,8 @@ class AccessStore:
         self, *, run_id: str | None = None, before: int | None = None, limit: int = 100
     ) -> list[AuditView]:
         """Newest first; about one run (as the run acted on or the run it created)."""
-        conditions, args = [], []
+        conditions: list[str] = []
+        args: list[uuid.UUID | int] = []
         if run_id is not None:
             conditions.append("(run_id = {} OR new_run_id = {})")
             args += [uuid.UUID(run_id), uuid.UUID(run_id)]

@@ -210,7 +210,7 @@ def create_app(
                 "access": AccessService(settings),
             }
         ),
-        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        exception_handlers=exception_handlers,
         guards=[request_limits, authenticate],
         middleware=[
             DefineMiddleware(SecurityHeadersMiddleware),

@@ -83,9 +83,12 @@ async def _check_csrf(request: Request[Any, Any, Any], expected: str) -> None:
         )
 
 
-async def authenticate(request: Request[Any, Any, Any], _: BaseRouteHandler) -> None:
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """The app-level guard, so it runs before every other: sets `request.state.identity`
     and `request.state.role`, or refuses the request."""
+    # Guards are typed for any connection; the app has HTTP routes only (no websockets).
+    request = connection
+    assert isinstance(request, Request)
     access: AccessService = request.app.state.access
     identity: Identity | None = None
     if not access.tokens.enabled:

@@ -34,7 +34,8 @@ _FILTER_KEYS = {"status", "workflow", "q", "since", "until"}
 
 
 def provide_bulk(request: Request[Any, Any, Any]) -> BulkService:
-    return request.app.state.bulk
+    bulk: BulkService = request.app.state.bulk
+    return bulk
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from litestar import Request, Response
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.response import Redirect
+from litestar.types import ExceptionHandlersMap
 
 from app.errors import AppError
 from app.services.runs import RunSummary
@@ -100,4 +101,4 @@ def _answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     )
 
 
-exception_handlers = {Exception: handle}
+exception_handlers: ExceptionHandlersMap = {Exception: handle}

@@ -48,7 +48,8 @@ HEX = frozenset("0123456789abcdef-")
 def _render(request: Request[Any, Any, Any], name: str, **context: Any) -> str:
     engine = request.app.template_engine
     assert engine is not None
-    return engine.get_template(name).render(request=request, **context)
+    html: str = engine.get_template(name).render(request=request, **context)
+    return html
 
 
 class _Rows:
@@ -68,7 +69,7 @@ class _Rows:
             return hit[1]
         engine = request.app.template_engine
         assert engine is not None
-        row = engine.get_template("runs/_rows.html").module.run_row  # type: ignore[attr-defined]
+        row = engine.get_template("runs/_rows.html").module.run_row
         html = str(row(run, now, operate, None))
         if len(self.drawn) >= self.limit:
             self.drawn.clear()
@@ -129,7 +130,8 @@ async def _stream(
 
 
 def provide_live(request: Request[Any, Any, Any]) -> LiveHub:
-    return request.app.state.live
+    live: LiveHub = request.app.state.live
+    return live
 
 
 def _since(request: Request[Any, Any, Any], at: str | None) -> Any:

@@ -111,7 +111,8 @@ class InvalidQuery(AppError):
 
 
 def provide_runs(request: Request[Any, Any, Any]) -> RunService:
-    return request.app.state.runs
+    runs: RunService = request.app.state.runs
+    return runs
 
 
 async def _await(work: Any) -> None:
@@ -335,9 +336,11 @@ class RunController(Controller):
         via = "api" if fmt == "json" else "dashboard"
         ask = await _restart_request(request, runs, run_id)
         if ask.preview:
-            plan = await runs.plan_restart(run_id, inputs=ask.inputs, resume=ask.resume)
+            preview = await runs.plan_restart(run_id, inputs=ask.inputs, resume=ask.resume)
             page = "runs/_restart_confirm.html" if fmt == "htmx" else "runs/restart.html"
-            return template(page, plan=plan, run=plan.original, inputs_json=_dump(plan.inputs))
+            return template(
+                page, plan=preview, run=preview.original, inputs_json=_dump(preview.inputs)
+            )
         result = await runs.restart(run_id, trigger=via, inputs=ask.inputs, resume=ask.resume)
         background = BackgroundTask(_await, result.work) if result.work is not None else None
         plan = result.plan
@@ -367,9 +370,9 @@ class RunController(Controller):
             return Redirect(f"/workflows/{result.run_id}", status_code=303, background=background)
         if not row_target(request):
             # From the run's page or the edit form: go to the new run.
-            response = Response("", headers={"HX-Redirect": f"/workflows/{result.run_id}"})
-            response.background = background
-            return response
+            redirect = Response("", headers={"HX-Redirect": f"/workflows/{result.run_id}"})
+            redirect.background = background
+            return redirect
         # Restarting the latest attempt from an earlier run's row: that row shows its
         # chain restarting.
         shown = row_target(request) or result.original.id

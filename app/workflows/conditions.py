@@ -422,9 +422,9 @@ def _compare(op: str, left: Any, right: Any) -> bool:
     if not comparable:
         return False
     if op == "<":
-        return left < right
+        return bool(left < right)
     if op == "<=":
-        return left <= right
+        return bool(left <= right)
     if op == ">":
-        return left > right
-    return left >= right
+        return bool(left > right)
+    return bool(left >= right)

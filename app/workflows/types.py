@@ -35,7 +35,8 @@ _SUPPORTED = "str, int, float, bool, list, dict, list[T], dict[K, V], object"
 class _FieldLike(Protocol):
     """Anything with a type string and optional nested schema (FieldSpec, OutputSchemaField)."""
 
-    type: str
+    @property
+    def type(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,11 @@ def is_compatible(produced: TypeRef, target: TypeRef) -> bool:
         if produced.kind != target.kind:
             return False
         if target.kind == "dict":
-            return produced.item is not None and is_compatible(produced.item, target.item)
+            return (
+                produced.item is not None
+                and target.item is not None
+                and is_compatible(produced.item, target.item)
+            )
         if produced.fields is None:
             return False
         mine = dict(produced.fields)
