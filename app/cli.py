@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ def _settings(**overrides: object) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
-async def _open_store(settings: Settings):
+async def _open_store(settings: Settings) -> Any:
     """Configure the database, migrate it, register this process and fail runs of
     processes that died; returns the services."""
     from app.services.wiring import build_services
@@ -52,27 +53,52 @@ def main() -> None:
     pass
 
 
+def _report(loaded: Any) -> None:
+    """What the reader of a valid file should know: ignored keys and sections, and what
+    keeps it from running here."""
+    for issue in loaded.warnings:
+        click.echo(f"  warning: {issue}")
+    for issue in _unrunnable(loaded):
+        click.echo(f"  cannot run here: {issue}")
+
+
+def _unrunnable(loaded: Any) -> list[Any]:
+    from app.workflows.executor import runnable_problems
+    from app.workflows.providers import ProviderPolicy
+
+    # As `run` would run it: on the user's own machine, with this environment.
+    policy = ProviderPolicy.from_env(trust_workflow=True)
+    return [loaded.issue(path, why) for path, why in runnable_problems(loaded.spec, policy)]
+
+
 @main.command(
-    help="Check workflow files. Lists the sections that load but are not executed.\n\n"
+    help="Check workflow files: lists the keys and sections that are ignored, and what "
+    "keeps a valid file from running on this machine (a feature not implemented here, a "
+    "tool not enabled).\n\n"
     "Exit code: 0 when every file is valid, 2 otherwise."
 )
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate(files: tuple[str, ...]) -> None:
-    from app.workflows.loader import load_workflow
+@click.option("--verbose", "-v", is_flag=True, help="Also list each node (as the original).")
+def validate(files: tuple[str, ...], verbose: bool) -> None:
+    from app.workflows.loader import read_workflow
 
     failed = False
     for name in files:
         try:
-            spec = load_workflow(Path(name))
+            loaded = read_workflow(Path(name))
         except SpecInvalid as exc:
             failed = True
             _echo_err(f"invalid: {name}")
             for issue in exc.issues:
                 _echo_err(f"  {issue}")
             continue
+        spec = loaded.spec
         click.echo(f"ok: {name} — workflow {spec.flow.name!r}, {len(spec.nodes)} node(s)")
-        for section in spec.ignored_sections:
-            click.echo(f"  ignored (loaded, not executed): {section}")
+        if verbose:
+            for node in spec.nodes:
+                kind = "code" if node.code is not None else spec.llm_for(node.id).provider
+                click.echo(f"  node {node.id} ({kind}) → {', '.join(node.outputs)}")
+        _report(loaded)
     sys.exit(2 if failed else 0)
 
 
@@ -94,8 +120,54 @@ def _parse_inputs(spec: Any, pairs: tuple[str, ...], inputs_json: str | None) ->
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise click.UsageError(f"--input {pair!r}: write it as name=value")
+        raw = raw.strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+            raw = raw[1:-1]  # topic='AI Safety', quoted as the original's examples write it
         inputs[key.strip()] = parse_cli_value(spec, key.strip(), raw)
     return inputs
+
+
+def _runnable(
+    file: str, pairs: tuple[str, ...], inputs_json: str | None
+) -> tuple[Any, dict[str, Any]]:
+    """The workflow and inputs `run` runs, after printing the file's warnings; exits 2
+    naming what is wrong, or what keeps the file from running here, with its line."""
+    from app.workflows.loader import read_workflow
+
+    try:
+        loaded = read_workflow(Path(file))
+        inputs = _parse_inputs(loaded.spec, pairs, inputs_json)
+    except SpecInvalid as exc:
+        _echo_err(f"invalid workflow: {file}")
+        for issue in exc.issues:
+            _echo_err(f"  {issue}")
+        sys.exit(2)
+    except InvalidInputs as exc:
+        _echo_err(f"invalid input: {exc.message}")
+        sys.exit(2)
+    for issue in loaded.warnings:
+        _echo_err(f"warning: {issue}")
+    unrunnable = _unrunnable(loaded)
+    if unrunnable:
+        _echo_err(f"cannot run {file} here:")
+        for issue in unrunnable:
+            _echo_err(f"  {issue}")
+        sys.exit(2)
+    return loaded.spec, inputs
+
+
+async def _progress(node_id: str, event: str, data: dict[str, Any]) -> None:
+    item = data.get("item_index")
+    label = f"{node_id}[{item}]" if item is not None else node_id
+    if event == "started":
+        _echo_err(f"→ {label} …")
+    elif event == "tool":
+        failed = f": {data['error']}" if data.get("error") else ""
+        _echo_err(f"  ↳ {data.get('tool')}{failed}")
+    elif event == "completed":
+        _echo_err(f"✓ {label} ({data.get('tokens', 0)} tokens)")
+    else:
+        _echo_err(f"✗ {label}: {data.get('error') or event}")
 
 
 @main.command(
@@ -108,40 +180,36 @@ def _parse_inputs(spec: Any, pairs: tuple[str, ...], inputs_json: str | None) ->
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--input", "-i", "pairs", multiple=True, metavar="NAME=VALUE", help="An input.")
 @click.option("--inputs-json", type=click.Path(dir_okay=False), help="A JSON object of inputs.")
-def run(file: str, pairs: tuple[str, ...], inputs_json: str | None) -> None:
-    from app.workflows.loader import load_workflow
-
-    try:
-        spec = load_workflow(Path(file))
-        inputs = _parse_inputs(spec, pairs, inputs_json)
-    except SpecInvalid as exc:
-        _echo_err(f"invalid workflow: {file}")
-        for issue in exc.issues:
-            _echo_err(f"  {issue}")
-        sys.exit(2)
-    except InvalidInputs as exc:
-        _echo_err(f"invalid input: {exc.message}")
-        sys.exit(2)
-
-    async def progress(node_id: str, event: str, data: dict[str, Any]) -> None:
-        item = data.get("item_index")
-        label = f"{node_id}[{item}]" if item is not None else node_id
-        if event == "started":
-            _echo_err(f"→ {label} …")
-        elif event == "completed":
-            _echo_err(f"✓ {label} ({data.get('tokens', 0)} tokens)")
-        else:
-            _echo_err(f"✗ {label}: {data.get('error') or event}")
-
+@click.option("--verbose", "-v", is_flag=True, help="Log at DEBUG level.")
+@click.option(
+    "--enable-profiling",
+    is_flag=True,
+    help="Accepted for the original's command line; every run records each node's timing.",
+)
+def run(
+    file: str,
+    pairs: tuple[str, ...],
+    inputs_json: str | None,
+    verbose: bool,
+    enable_profiling: bool,
+) -> None:
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG)
+    if enable_profiling:
+        _echo_err(
+            "note: --enable-profiling changes nothing here: every run records each node's "
+            "duration, shown by the dashboard"
+        )
+    spec, inputs = _runnable(file, pairs, inputs_json)
     settings = _settings()
 
-    async def go():
+    async def go() -> Any:
         from app.store import db
 
         services = None
         try:
             services = await _open_store(settings)
-            return await services.runs.run_workflow(spec, inputs, trigger="cli", on_step=progress)
+            return await services.runs.run_workflow(spec, inputs, trigger="cli", on_step=_progress)
         finally:
             if services is not None:
                 await services.supervisor.stop()

@@ -139,6 +139,15 @@ class SnapshotUnusable(AppError):
     title = "Cannot restart"
 
 
+class WorkflowNotRunnable(AppError):
+    """The workflow asks for something this server cannot do (a feature not implemented
+    here, a tool it does not offer): it is never run as something else."""
+
+    status = 422
+    code = "not_runnable"
+    title = "Cannot run this workflow"
+
+
 class SchedulingFailed(AppError):
     status = 500
     code = "scheduling_failed"

@@ -29,6 +29,7 @@ _FINISHED: list[tuple[str, dict[str, Any]]] = [
     ("paid_pipeline.yaml", {"document": "Q3: churn 4%, NPS 41, two outages."}),
     ("paid_pipeline.yaml", {"document": "Support backlog doubled in October."}),
     ("paid_pipeline.yaml", {"document": "Latency p95 rose from 180 ms to 420 ms."}),
+    ("order_totals.yaml", {"order_json": '{"lines": [{"sku": "A-1", "qty": 2, "price": 9.5}]}'}),
 ]
 
 

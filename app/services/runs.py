@@ -28,6 +28,7 @@ from app.errors import (
     SchedulingFailed,
     SnapshotUnusable,
     SpecInvalid,
+    WorkflowNotRunnable,
 )
 from app.services.scheduling import Scheduler
 from app.services.supervisor import RunSupervisor
@@ -37,9 +38,18 @@ from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary,
 from app.store.processes import ProcessView
 from app.store.runs import DuplicateRestart, RunStore
 from app.store.tables import RUN_STATUSES
-from app.workflows.executor import Replay, ReusedStep, execute, walk_reused
+from app.workflows.executor import (
+    Replay,
+    ReusedStep,
+    ToolCall,
+    execute,
+    runnable_problems,
+    walk_reused,
+    where_in,
+)
 from app.workflows.loader import parse_cli_value, validate_inputs, workflow_from_snapshot
 from app.workflows.providers import ProviderPolicy
+from app.workflows.spec import WorkflowSpec
 
 __all__ = [
     "RUN_STATUSES",
@@ -214,6 +224,20 @@ class _StoreRecorder:
             )
         await self._notify(node_id, "reused", {"item_index": step.item_index})
 
+    async def tool_called(
+        self, node_id: str, order: int, item_index: int | None, call: ToolCall
+    ) -> None:
+        import uuid
+
+        # Written with the node's own step, once it finishes.
+        self._finished.append(
+            {"id": uuid.uuid4(), "node_id": node_id, "order": order, "item_index": item_index}
+            | call.as_step()
+        )
+        await self._notify(
+            node_id, "tool", {"item_index": item_index, "tool": call.name, "error": call.error}
+        )
+
     async def should_stop(self, node_id: str | None = None) -> bool:
         if self.supervisor.draining:
             self.handing_back = True
@@ -284,6 +308,7 @@ class RunService:
                 f"the inputs are {size} bytes of JSON; at most {self.max_inputs_bytes} are allowed"
             )
         validate_inputs(spec, inputs)
+        self.check_runnable(spec)
         return await self.store.create_run(
             workflow_name=spec.flow.name,
             snapshot=spec.snapshot(),
@@ -292,6 +317,13 @@ class RunService:
             steps_total=len(spec.nodes),
             owner=self.creator,
         )
+
+    def check_runnable(self, spec: WorkflowSpec, *, run: RunSummary | None = None) -> None:
+        """Refuse a workflow that cannot run here as it says (WorkflowNotRunnable)."""
+        problems = runnable_problems(spec, self.provider_policy)
+        if problems:
+            where = [f"{where_in(spec, path)}: {why}" for path, why in problems]
+            raise WorkflowNotRunnable("this workflow cannot run here: " + "; ".join(where), run=run)
 
     async def run_workflow(
         self,
@@ -369,6 +401,8 @@ class RunService:
                 # Stopped because the run is no longer running for us: cancelled, or
                 # failed by another process that took us for dead.
                 return await self.store.status_of(run_id)
+            for note in result.notes:
+                log.warning("run %s: %s", run_id, note)
             error = result.error
             finished = await self._finish(
                 run_id,
@@ -570,6 +604,7 @@ class RunService:
                 f"the stored snapshot of run {original.short_id} is no longer valid: {exc}",
                 run=original,
             ) from None
+        self.check_runnable(spec, run=original)
         if inputs is not None and resume is not None:
             raise RunNotResumable(
                 "edited inputs and resume cannot be combined: the nodes a resume reuses ran"

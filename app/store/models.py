@@ -121,6 +121,8 @@ class StepView:
     cost_usd: float = 0.0
     # The run that executed it, when it was reused instead of executed (resume).
     reused_from: str | None = None
+    # A tool (or the code sandbox) the node called: this row is that call.
+    tool: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import sqlite3
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from piccolo.columns.combination import WhereRaw
 
@@ -33,6 +33,7 @@ from app.store.tables import ACTIVE_STATUSES, StepRun, WorkflowRun
 __all__ = ["ClaimedRun", "DuplicateRestart", "RunStore"]
 
 Clock = Callable[[], datetime]
+_T = TypeVar("_T")
 
 _SUMMARY_COLUMNS = (
     WorkflowRun.id,
@@ -89,6 +90,7 @@ _STEP_TYPES = {
     "tries": "integer",
     "cost_usd": "float8",
     "reused_from": "uuid",
+    "tool": "varchar",
 }
 
 
@@ -108,7 +110,9 @@ def _guarded_step_insert(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
-_RETURNING = "RETURNING tokens, cost_usd"
+_RETURNING = "RETURNING tokens, cost_usd, tool"
+# Node executions among step rows: tool and sandbox calls are not progress.
+_EXECUTIONS = "coalesce(sum(CASE WHEN tool IS NULL THEN 1 ELSE 0 END), 0)"
 
 
 def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,6 +137,7 @@ def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, 
         "tries": step.get("tries", 1),
         "cost_usd": float(step.get("cost_usd", 0.0)),
         "reused_from": uuid.UUID(step["reused_from"]) if step.get("reused_from") else None,
+        "tool": step.get("tool"),
     }
 
 
@@ -436,7 +441,7 @@ class RunStore:
         rows = await StepRun.raw(
             "SELECT node_id, item_index, output, tokens, cost_usd, reused_from, run"
             " FROM step_run WHERE run = {} AND status IN ('completed', 'reused')"
-            " ORDER BY step_order, item_index",
+            " AND tool IS NULL ORDER BY step_order, item_index",
             uuid.UUID(run_id),
         )
         return [
@@ -493,7 +498,7 @@ class RunStore:
             sums = [
                 f"(SELECT {expression} FROM step)"
                 for expression in (
-                    "count(*)",
+                    _EXECUTIONS,
                     "coalesce(sum(tokens), 0)",
                     "coalesce(sum(cost_usd), 0)",
                 )
@@ -524,7 +529,7 @@ class RunStore:
                 f"recording steps of run {run_id}",
             )
         sums_args = [
-            len(inserted),
+            sum(1 for r in inserted if r["tool"] is None),
             sum(r["tokens"] or 0 for r in inserted),
             float(sum(r["cost_usd"] or 0.0 for r in inserted)),
         ]
@@ -566,7 +571,7 @@ class RunStore:
         result = await WorkflowRun.raw(update, *before_args, *args, uuid.UUID(run_id), owner)
         return bool(result)
 
-    async def _retry(self, write: Callable[[], Any], what: str) -> Any:
+    async def _retry(self, write: Callable[[], Awaitable[_T]], what: str) -> _T:
         return await retrying(write, what=what, within=self.retry_within)
 
     @staticmethod
@@ -631,7 +636,7 @@ class RunStore:
         kept = "(SELECT {} FROM step_run WHERE run = workflow_run.id)"
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = 'pending', owner = NULL, started_at = NULL,"
-            f" current_node = NULL, steps_done = {kept.format('count(*)')},"
+            f" current_node = NULL, steps_done = {kept.format(_EXECUTIONS)},"
             f" total_tokens = {kept.format('coalesce(sum(tokens), 0)')},"
             f" total_cost_usd = {kept.format('coalesce(sum(cost_usd), 0)')},"
             f" heartbeat_at = {db_now()}"
@@ -686,7 +691,7 @@ class RunStore:
                     WorkflowRun.current_node: None,
                 }
             )
-            .where((WorkflowRun.id == parsed) & WorkflowRun.status.is_in(ACTIVE_STATUSES))
+            .where((WorkflowRun.id == parsed) & WorkflowRun.status.is_in(list(ACTIVE_STATUSES)))
             .returning(WorkflowRun.id)
         )
         return bool(rows)
@@ -697,7 +702,7 @@ class RunStore:
         """Fail one pending or running run as interrupted (only while `owner` holds it,
         when given); False if it had already ended."""
         condition = (WorkflowRun.id == uuid.UUID(run_id)) & WorkflowRun.status.is_in(
-            ACTIVE_STATUSES
+            list(ACTIVE_STATUSES)
         )
         if owner is not None:
             condition = condition & (WorkflowRun.owner == owner)
@@ -846,10 +851,20 @@ class RunStore:
                 StepRun.tries,
                 StepRun.cost_usd,
                 StepRun.reused_from,
+                StepRun.tool,
             )
             .where(StepRun.run == parsed)
             .order_by(StepRun.step_order)
             .order_by(StepRun.item_index)
+        )
+        # A node's tool calls share its place; they follow it, in the order they ran.
+        steps.sort(
+            key=lambda s: (
+                s["step_order"],
+                s["item_index"] or 0,
+                s["tool"] is not None,
+                s["started_at"],
+            )
         )
         child = chains.get(str(parsed), (None, None))[0]
         inputs = _load(row["inputs"])
@@ -874,6 +889,7 @@ class RunStore:
                     tries=s["tries"] or 1,
                     cost_usd=float(s["cost_usd"] or 0.0),
                     reused_from=str(s["reused_from"]) if s["reused_from"] else None,
+                    tool=s["tool"],
                 )
                 for s in steps
             ),
@@ -936,6 +952,8 @@ class RunStore:
 
         if not rows:
             return RunPage((), None, None, filters)
+        next_cursor: str | None
+        prev_cursor: str | None
         if ascending:
             next_cursor, prev_cursor = at(rows[-1]), at(rows[0]) if more else None
         else:

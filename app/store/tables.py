@@ -99,6 +99,9 @@ class StepRun(Table, tablename="step_run"):
     # Set when the step was not executed but taken over from an earlier run (resume):
     # the run that executed it.
     reused_from = UUID(null=True, default=None)
+    # Set on a call the node made during its execution (a tool, the code sandbox): shown in
+    # its timeline, never counted as a node execution nor reused by a resume.
+    tool = Varchar(length=100, null=True, default=None)
 
 
 class RestartBatch(Table, tablename="restart_batch"):

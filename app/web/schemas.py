@@ -66,6 +66,8 @@ class Step(TypedDict):
     cost_usd: float
     # Set when the step was taken over from an earlier run (resume), not executed.
     reused_from: str | None
+    # Set on a tool (or code sandbox) call the node made: this row is that call.
+    tool: str | None
 
 
 class AuditEntry(TypedDict):

@@ -66,6 +66,7 @@ def _step_json(step: StepView) -> dict[str, Any]:
         "tries": step.tries,
         "cost_usd": step.cost_usd,
         "reused_from": step.reused_from,
+        "tool": step.tool,
     }
 
 

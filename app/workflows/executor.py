@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.errors import InvalidInputs
-from app.workflows.conditions import ConditionError, parse_condition
+from app.workflows.conditions import ConditionError
 from app.workflows.prompts import PromptError, input_reference, render_prompt
 from app.workflows.providers import (
     LLMRequest,
@@ -24,7 +25,10 @@ from app.workflows.providers import (
     ProviderPolicy,
     ProviderPool,
 )
-from app.workflows.types import check_value, type_of
+from app.workflows.sandbox import limits_for, run_code
+from app.workflows.spec import EdgeSpec, NodeSpec, ParallelSpec, WorkflowSpec
+from app.workflows.toolbox import ToolBox, ToolCall, tool_problems
+from app.workflows.types import check_value
 
 __all__ = [
     "MAX_NODE_EXECUTIONS",
@@ -34,9 +38,12 @@ __all__ = [
     "Recorder",
     "Replay",
     "ReusedStep",
+    "ToolCall",
     "execute",
     "node_output_fields",
+    "runnable_problems",
     "walk_reused",
+    "where_in",
 ]
 
 START, END = "START", "END"
@@ -71,6 +78,12 @@ class Recorder(Protocol):
 
     async def step_reused(self, node_id: str, order: int, step: ReusedStep) -> None:
         """A node execution taken over from an earlier run instead of executed."""
+        ...
+
+    async def tool_called(
+        self, node_id: str, order: int, item_index: int | None, call: ToolCall
+    ) -> None:
+        """A call the node made while it executed: a tool, or the code sandbox."""
         ...
 
 
@@ -153,6 +166,13 @@ class MemoryRecorder:
             | {"status": "reused", "output": dict(step.output), "reused_from": step.source}
         )
 
+    async def tool_called(
+        self, node_id: str, order: int, item_index: int | None, call: ToolCall
+    ) -> None:
+        self.steps.append(
+            {"node_id": node_id, "order": order, "item_index": item_index} | call.as_step()
+        )
+
 
 @dataclass(frozen=True)
 class NodeFailure:
@@ -168,6 +188,8 @@ class ExecutionResult:
     state: dict[str, Any]
     error: NodeFailure | None = None
     steps: int = 0
+    # What the run's reader should know though it completed (a missed `warn` gate).
+    notes: list[str] = field(default_factory=list)
 
 
 class _Failed(Exception):
@@ -180,59 +202,39 @@ class _Cancelled(Exception):
     pass
 
 
-def _dump(model: Any) -> dict[str, Any]:
-    if model is None:
-        return {}
-    if hasattr(model, "model_dump"):
-        return {k: v for k, v in model.model_dump().items() if v is not None}
-    return {k: v for k, v in dict(model).items() if v is not None}
+def runnable_problems(
+    spec: WorkflowSpec, policy: ProviderPolicy | None = None
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """What keeps `spec` from running here as it says, each at its place in the file: a
+    feature this product does not implement, or a tool this server does not offer. A run
+    of such a workflow is refused; it never runs as something else."""
+    policy = policy or ProviderPolicy.from_env()
+    return [*spec.unsupported, *tool_problems(spec, policy)]
 
 
-def llm_settings(spec: Any, node: Any) -> dict[str, Any]:
-    """The node's LLM settings: the workflow's `config.llm`, overridden key by key by the node's."""
-    config = getattr(spec, "config", None)
-    merged = _dump(getattr(config, "llm", None))
-    merged.update(_dump(getattr(node, "llm", None)))
-    merged.setdefault("provider", "openai")
-    return merged
+def node_output_fields(spec: WorkflowSpec, node: NodeSpec) -> tuple[OutputField, ...]:
+    """What the node must produce, each with its type and description."""
+    types = spec.output_types(node.id)
+    descriptions = spec.output_descriptions(node.id)
+    return tuple(
+        OutputField(name=name, spec=types[name], description=descriptions.get(name))
+        for name in node.outputs
+    )
 
 
-def execution_settings(spec: Any) -> tuple[float, int]:
-    execution = getattr(getattr(spec, "config", None), "execution", None)
-    timeout = getattr(execution, "timeout", None) or 120
-    retries = getattr(execution, "max_retries", None)
-    return float(timeout), 3 if retries is None else int(retries)
+@dataclass
+class _Usage:
+    """What one node execution spent; `tries` so far, also when it fails."""
 
-
-def node_output_fields(spec: Any, node: Any) -> tuple[OutputField, ...]:
-    """What the node must produce; without `output_schema`, its state fields' types."""
-    state_fields = spec.state.fields
-    schema = getattr(node, "output_schema", None)
-    by_name: dict[str, Any] = {}
-    if schema is not None and getattr(schema, "fields", None):
-        by_name = {f.name: f for f in schema.fields}
-    outputs = []
-    for name in node.outputs:
-        declared = by_name.get(name)
-        if declared is None and schema is not None and not getattr(schema, "fields", None):
-            declared = schema if len(node.outputs) == 1 else None
-        base = declared if declared is not None else state_fields[name]
-        spec_for_type = base
-        # A schema field of bare `object` takes its nested keys from the state field.
-        if type_of(base).kind == "object" and name in state_fields:
-            spec_for_type = state_fields[name]
-        outputs.append(
-            OutputField(
-                name=name, spec=spec_for_type, description=getattr(base, "description", None)
-            )
-        )
-    return tuple(outputs)
+    tries: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
 
 
 class _Run:
     def __init__(
         self,
-        spec: Any,
+        spec: WorkflowSpec,
         state: dict[str, Any],
         attempt: int,
         recorder: Recorder,
@@ -244,56 +246,107 @@ class _Run:
         self.state = state
         self.attempt = attempt
         self.recorder = recorder
-        self.timeout, self.max_retries = execution_settings(spec)
-        self.providers = ProviderPool(timeout=self.timeout, policy=policy)
+        self.policy = policy or ProviderPolicy.from_env()
+        self.timeout = float(spec.config.execution.timeout)
+        self.max_retries = spec.config.execution.max_retries
+        self.providers = ProviderPool(timeout=self.timeout, policy=self.policy)
         self.nodes = {n.id: n for n in spec.nodes}
-        self.edges = {e.from_: e for e in spec.edges}
+        self.edges: dict[str, list[EdgeSpec]] = {}
+        for edge in spec.edges:
+            self.edges.setdefault(edge.from_, []).append(edge)
         self.order = 0
         self.visits: dict[str, int] = {}
+        self.spent = _Usage()
+        self.started = time.monotonic()
 
     async def run(self) -> None:
-        current = await self._after(START)
-        while current != END:
+        # Like the original's graph runtime, every node an edge leads to runs; the nodes
+        # reached in one step run together on the same state, then the next step's nodes
+        # are the targets of all their edges (each node once).
+        active = await self._after(START)
+        while active:
             if self.order >= MAX_NODE_EXECUTIONS:
                 raise _Failed(
                     NodeFailure(
                         "TooManySteps",
                         f"the run executed {MAX_NODE_EXECUTIONS} nodes without reaching END: "
                         "check the route conditions for a cycle that never exits",
-                        current,
+                        active[0],
                     )
                 )
-            if await self.recorder.should_stop(current):
-                raise _Cancelled
-            self.visits[current] = self.visits.get(current, 0) + 1
-            outputs = await self._run_node(self.nodes[current], self.state)
-            self.state.update(outputs)
-            current = await self._after(current)
+            for node_id in active:
+                if await self.recorder.should_stop(node_id):
+                    raise _Cancelled
+                self.visits[node_id] = self.visits.get(node_id, 0) + 1
+            if len(active) == 1:
+                self.state.update(await self._run_node(self.nodes[active[0]], self.state))
+            else:
+                await self._together(active)
+            following: list[str] = []
+            for node_id in active:
+                for target in await self._after(node_id):
+                    if target != END and target not in following:
+                        following.append(target)
+            active = following
 
-    async def _after(self, node_id: str) -> str:
-        edge = self.edges.get(node_id)
-        if edge is None:
-            return END
-        if getattr(edge, "parallel", None) is not None:
-            await self._fan_out(edge.parallel)
-            return self._next(edge.parallel.target_node)
-        if getattr(edge, "loop", None) is not None:
-            loop = edge.loop
-            done = bool(self.state.get(loop.condition_field))
-            if done or self.visits.get(node_id, 0) >= loop.max_iterations:
-                return loop.exit_to
-            return getattr(edge, "to", None) or node_id
-        return self._next(node_id)
+    async def _together(self, node_ids: list[str]) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._run_node(self.nodes[n], self.state)) for n in node_ids
+                ]
+        except* _Failed as failures:
+            raise failures.exceptions[0] from None
+        written: dict[str, str] = {}
+        for node_id, task in zip(node_ids, tasks, strict=True):
+            for key in task.result():
+                if key in written:
+                    raise _Failed(
+                        NodeFailure(
+                            "ConflictingUpdate",
+                            f"nodes {written[key]!r} and {node_id!r} ran in the same step and "
+                            f"both wrote {key!r}; a field takes one value per step (as in the "
+                            "original): let one of them write it, or chain them",
+                            node_id,
+                        )
+                    )
+                written[key] = node_id
+        for task in tasks:
+            self.state.update(task.result())
 
-    def _next(self, node_id: str) -> str:
-        edge = self.edges.get(node_id)
-        if edge is None:
-            return END
-        if getattr(edge, "routes", None):
-            for route in edge.routes:
+    async def _after(self, node_id: str) -> list[str]:
+        """Where the run goes after `node_id`: the targets of each of its edges."""
+        targets: list[str] = []
+        for edge in self.edges.get(node_id, []):
+            if edge.parallel is not None:
+                await self._fan_out(edge.parallel)
+                targets += self._next(edge.parallel.target_node)
+            elif edge.loop is not None:
+                loop = edge.loop
+                done = bool(self.state.get(loop.condition_field))
+                if done or self.visits.get(node_id, 0) >= loop.max_iterations:
+                    targets.append(loop.exit_to)
+                else:
+                    targets.append(node_id)
+            else:
+                targets += self._follow(node_id, edge)
+        return targets
+
+    def _next(self, node_id: str) -> list[str]:
+        """After a fan-out: where its target node's own linear and routed edges lead."""
+        targets: list[str] = []
+        for edge in self.edges.get(node_id, []):
+            targets += self._follow(node_id, edge)
+        return targets
+
+    def _follow(self, node_id: str, edge: EdgeSpec) -> list[str]:
+        if edge.routes:
+            # As the original: the conditions in order, the default only when none holds.
+            ordered = sorted(edge.routes, key=lambda route: route.condition.parsed.is_default)
+            for route in ordered:
                 try:
-                    if parse_condition(route.condition.logic).evaluate(self.state):
-                        return route.to
+                    if route.condition.parsed.evaluate(self.state):
+                        return [route.to]
                 except ConditionError as exc:
                     raise _Failed(NodeFailure("ConditionError", str(exc), node_id)) from None
             raise _Failed(
@@ -303,9 +356,9 @@ class _Run:
                     node_id,
                 )
             )
-        return edge.to or END
+        return [edge.to] if edge.to is not None else []
 
-    async def _fan_out(self, parallel: Any) -> None:
+    async def _fan_out(self, parallel: ParallelSpec) -> None:
         items = self.state.get(parallel.items_field) or []
         target = self.nodes[parallel.target_node]
         item_field = _item_field(parallel.items_field, self.spec.state.fields)
@@ -336,7 +389,7 @@ class _Run:
 
     async def _run_node(
         self,
-        node: Any,
+        node: NodeSpec,
         state: Mapping[str, Any],
         *,
         item_index: int | None = None,
@@ -349,65 +402,14 @@ class _Run:
             if reused is not None:
                 await self.recorder.step_reused(node.id, order, reused)
                 return dict(reused.output)
-        settings = llm_settings(self.spec, node)
-        provider_name = settings["provider"]
         started = datetime.now(UTC)
         step_id = await self.recorder.step_started(node.id, order, item_index)
-        tries = 0
+        usage = _Usage()
         try:
-            try:
-                prompt = render_prompt(node.prompt, state, _aliases(node))
-            except PromptError as exc:
-                raise _Failed(
-                    NodeFailure("PromptError", f"node {node.id!r}: {exc}", node.id)
-                ) from None
-            request = LLMRequest(
-                node_id=node.id,
-                prompt=prompt,
-                outputs=node_output_fields(self.spec, node),
-                settings=settings,
-                attempt=self.attempt,
-                item=item,
-            )
-            while True:
-                tries += 1
-                try:
-                    provider = self.providers.get(provider_name)
-                    result = await asyncio.wait_for(provider.complete(request), self.timeout)
-                    outputs = {
-                        out.name: check_value(
-                            out.spec, result.outputs.get(out.name), f"{node.id}.{out.name}"
-                        )
-                        for out in request.outputs
-                    }
-                    break
-                except TimeoutError:
-                    error = ProviderError(
-                        f"no answer within {self.timeout:g} s (config.execution.timeout)",
-                        provider=provider_name,
-                        retryable=True,
-                        kind="Timeout",
-                    )
-                except InvalidInputs as exc:
-                    error = ProviderError(
-                        f"wrong output: {exc.message}",
-                        provider=provider_name,
-                        retryable=True,
-                        kind="InvalidOutput",
-                    )
-                except ProviderError as exc:
-                    error = exc
-                if not error.retryable or tries > self.max_retries:
-                    suffix = f" (after {tries} tries)" if tries > 1 else ""
-                    raise _Failed(
-                        NodeFailure(
-                            error.kind,
-                            f"node {node.id!r} (provider {error.provider}): {error}{suffix}",
-                            node.id,
-                            error.provider,
-                        )
-                    )
-                await asyncio.sleep(min(0.05 * 2 ** (tries - 1), 1.0))
+            if node.code is not None:
+                outputs = await self._run_code(node, state, order, item_index, usage)
+            else:
+                outputs = await self._call_model(node, state, order, item_index, item, usage)
         except _Failed as exc:
             await self.recorder.step_finished(
                 step_id,
@@ -415,9 +417,9 @@ class _Run:
                 started_at=started,
                 output=None,
                 error=exc.failure.message,
-                tokens=0,
-                cost_usd=0.0,
-                tries=tries,
+                tokens=usage.tokens,
+                cost_usd=usage.cost_usd,
+                tries=usage.tries,
             )
             raise
         except asyncio.CancelledError:
@@ -428,25 +430,136 @@ class _Run:
                     started_at=started,
                     output=None,
                     error="cancelled",
-                    tokens=0,
-                    cost_usd=0.0,
-                    tries=tries,
+                    tokens=usage.tokens,
+                    cost_usd=usage.cost_usd,
+                    tries=usage.tries,
                 )
             )
             raise
+        self.spent.tokens += usage.tokens
+        self.spent.cost_usd += usage.cost_usd
         await self.recorder.step_finished(
             step_id,
             status="completed",
             started_at=started,
             output=outputs,
             error=None,
-            tokens=result.total_tokens,
-            cost_usd=result.cost_usd,
-            tries=tries,
+            tokens=usage.tokens,
+            cost_usd=usage.cost_usd,
+            tries=usage.tries,
         )
         return outputs
 
-    def _reuse(self, node: Any, item_index: int | None) -> ReusedStep | None:
+    async def _call_model(
+        self,
+        node: NodeSpec,
+        state: Mapping[str, Any],
+        order: int,
+        item_index: int | None,
+        item: Any,
+        usage: _Usage,
+    ) -> dict[str, Any]:
+        settings = self.spec.llm_for(node.id).model_dump(exclude_none=True)
+        provider_name = settings["provider"]
+        try:
+            prompt = render_prompt(node.prompt, state, _aliases(node))
+        except PromptError as exc:
+            raise _Failed(NodeFailure("PromptError", f"node {node.id!r}: {exc}", node.id)) from None
+
+        async def report(call: ToolCall) -> None:
+            await self.recorder.tool_called(node.id, order, item_index, call)
+
+        request = LLMRequest(
+            node_id=node.id,
+            prompt=prompt,
+            outputs=node_output_fields(self.spec, node),
+            settings=settings,
+            attempt=self.attempt,
+            item=item,
+            tools=ToolBox(node, self.policy, self.timeout, report) if node.tools else None,
+        )
+        while True:
+            usage.tries += 1
+            try:
+                provider = self.providers.get(provider_name)
+                result = await asyncio.wait_for(provider.complete(request), self.timeout)
+                usage.tokens += result.total_tokens
+                usage.cost_usd += result.cost_usd
+                return {
+                    out.name: check_value(
+                        out.spec, result.outputs.get(out.name), f"{node.id}.{out.name}"
+                    )
+                    for out in request.outputs
+                }
+            except TimeoutError:
+                error = ProviderError(
+                    f"no answer within {self.timeout:g} s (config.execution.timeout)",
+                    provider=provider_name,
+                    retryable=True,
+                    kind="Timeout",
+                )
+            except InvalidInputs as exc:
+                error = ProviderError(
+                    f"wrong output: {exc.message}",
+                    provider=provider_name,
+                    retryable=True,
+                    kind="InvalidOutput",
+                )
+            except ProviderError as exc:
+                error = exc
+            if not error.retryable or usage.tries > self.max_retries:
+                suffix = f" (after {usage.tries} tries)" if usage.tries > 1 else ""
+                raise _Failed(
+                    NodeFailure(
+                        error.kind,
+                        f"node {node.id!r} (provider {error.provider}): {error}{suffix}",
+                        node.id,
+                        error.provider,
+                    )
+                )
+            await asyncio.sleep(min(0.05 * 2 ** (usage.tries - 1), 1.0))
+
+    async def _run_code(
+        self,
+        node: NodeSpec,
+        state: Mapping[str, Any],
+        order: int,
+        item_index: int | None,
+        usage: _Usage,
+    ) -> dict[str, Any]:
+        """A code node, as the original runs it: its `inputs` taken from the state, the
+        value the code leaves in `result` written to its first output. Deterministic, so
+        never retried."""
+        assert node.code is not None
+        usage.tries = 1
+        inputs = {local: _state_value(state, path) for local, path in _aliases(node).items()}
+        started = datetime.now(UTC)
+        result = await run_code(node.code, inputs, limits_for(node.sandbox))
+        await self.recorder.tool_called(
+            node.id,
+            order,
+            item_index,
+            ToolCall(
+                name="sandbox",
+                arguments={"inputs": inputs},
+                result={"result": result.result, "stdout": result.stdout},
+                error=result.error,
+                started_at=started,
+                duration_ms=result.duration_ms,
+            ),
+        )
+        if not result.ok:
+            raise _Failed(NodeFailure("CodeError", f"node {node.id!r}: {result.error}", node.id))
+        name = node.outputs[0]
+        types = self.spec.output_types(node.id)
+        try:
+            return {name: check_value(types[name], result.result, f"{node.id}.{name}")}
+        except InvalidInputs as exc:
+            raise _Failed(
+                NodeFailure("CodeError", f"node {node.id!r}: result: {exc.message}", node.id)
+            ) from None
+
+    def _reuse(self, node: NodeSpec, item_index: int | None) -> ReusedStep | None:
         """The recorded execution to take over for this call, or None to execute it."""
         assert self.replay is not None
         step = self.replay.take(node.id, item_index)
@@ -463,10 +576,41 @@ class _Run:
             return None
         return ReusedStep(node.id, item_index, outputs, step.source, step.tokens, step.cost_usd)
 
+    def gate_failures(self) -> list[str]:
+        """The quality gates (config.gates) the finished run misses, as the original checks
+        them: cost, tokens and duration against each gate's min and max."""
+        gates = self.spec.config.gates
+        if gates is None:
+            return []
+        metrics = {
+            "cost_usd": self.spent.cost_usd,
+            "total_tokens": float(self.spent.tokens),
+            "duration_ms": (time.monotonic() - self.started) * 1000,
+        }
+        missed = []
+        for gate in gates.gates:
+            if gate.metric not in metrics:
+                # The original fails a gate whose metric it did not collect, too.
+                missed.append(f"{gate.metric} is not measured here ({', '.join(metrics)})")
+                continue
+            value = metrics[gate.metric]
+            if gate.max is not None and value > gate.max:
+                missed.append(f"{gate.metric} {value:g} is above its gate's max {gate.max:g}")
+            if gate.min is not None and value < gate.min:
+                missed.append(f"{gate.metric} {value:g} is below its gate's min {gate.min:g}")
+        return missed
 
-def _aliases(node: Any) -> dict[str, str]:
-    inputs = getattr(node, "inputs", None) or {}
+
+def _aliases(node: NodeSpec) -> dict[str, str]:
+    inputs = node.inputs or {}
     return {local: input_reference(ref) or ref for local, ref in inputs.items()}
+
+
+def _state_value(state: Mapping[str, Any], path: str) -> Any:
+    value: Any = state
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
 
 
 def _item_field(items_field: str, fields: Mapping[str, Any]) -> str:
@@ -478,7 +622,7 @@ def _item_field(items_field: str, fields: Mapping[str, Any]) -> str:
 
 
 async def execute(
-    spec: Any,
+    spec: WorkflowSpec,
     state: Mapping[str, Any],
     *,
     attempt: int = 1,
@@ -488,21 +632,52 @@ async def execute(
 ) -> ExecutionResult:
     """Run `spec` from the validated initial `state`. Never raises for a failing node:
     the failure is in the result, with its node and provider. `policy` says which
-    endpoints and key variables the workflow may use (by default, the server's).
-    With `replay`, recorded node executions are taken over where they apply (resume)."""
+    endpoints, key variables and tools the workflow may use (by default, the server's).
+    With `replay`, recorded node executions are taken over where they apply (resume).
+    A workflow that cannot run here as it says (`runnable_problems`) fails before any node."""
+    policy = policy or ProviderPolicy.from_env()
+    problems = runnable_problems(spec, policy)
+    if problems:
+        path, message = problems[0]
+        index = path[1] if path[:1] == ("nodes",) and len(path) > 1 else None
+        node = spec.nodes[index].id if isinstance(index, int) else None
+        failure = NodeFailure("NotRunnable", f"{where_in(spec, path)}: {message}", node)
+        return ExecutionResult(status="failed", state=dict(state), error=failure)
     run = _Run(
         spec, copy.deepcopy(dict(state)), attempt, recorder or MemoryRecorder(), policy, replay
     )
+    notes: list[str] = []
     try:
         await run.run()
         status, error = "completed", None
+        missed = run.gate_failures()
+        if missed and spec.config.gates is not None and spec.config.gates.on_fail == "fail":
+            status = "failed"
+            error = NodeFailure(
+                "QualityGateFailed", "quality gate missed: " + "; ".join(missed), None
+            )
+        notes = [f"quality gate missed: {m}" for m in missed] if status == "completed" else []
     except _Failed as exc:
         status, error = "failed", exc.failure
     except _Cancelled:
         status, error = "cancelled", None
     finally:
         await run.providers.aclose()
-    return ExecutionResult(status=status, state=run.state, error=error, steps=run.order)
+    return ExecutionResult(
+        status=status, state=run.state, error=error, steps=run.order, notes=notes
+    )
+
+
+def where_in(spec: WorkflowSpec, path: tuple[str | int, ...]) -> str:
+    """A place in the file as the loader names it: nodes[write].tools[0]."""
+    text = ""
+    for depth, part in enumerate(path):
+        if isinstance(part, int):
+            label: str | int = spec.nodes[part].id if depth == 1 and path[0] == "nodes" else part
+            text += f"[{label}]"
+        else:
+            text += f".{part}" if text else part
+    return text
 
 
 class _WouldExecute(Exception):
@@ -521,7 +696,9 @@ class _ReuseCounter(MemoryRecorder):
         self.reused.append(step)
 
 
-async def walk_reused(spec: Any, state: Mapping[str, Any], replay: Replay) -> list[ReusedStep]:
+async def walk_reused(
+    spec: WorkflowSpec, state: Mapping[str, Any], replay: Replay
+) -> list[ReusedStep]:
     """The node executions a resume with `replay` takes over, found by the executor's
     own walk without executing anything: it stops at the first node it would execute."""
     recorder = _ReuseCounter()

@@ -22,11 +22,12 @@ import math
 import types
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, ValidationError
 
 from app.errors import InvalidInputs, SpecInvalid, SpecIssue
 from app.workflows.prompts import find_placeholders, input_reference
@@ -34,9 +35,12 @@ from app.workflows.spec import MOCK_ONLY_KEYS, RESERVED_NODE_IDS, EdgeSpec, Work
 from app.workflows.types import TypeRef, check_value, describe_value, is_compatible, parse_type
 
 __all__ = [
+    "LoadedWorkflow",
     "load_workflow",
     "parse_cli_value",
     "parse_workflow",
+    "read_workflow",
+    "read_workflow_text",
     "validate_inputs",
     "workflow_from_snapshot",
 ]
@@ -269,6 +273,56 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
+def _accepted_keys(model: type[BaseModel]) -> dict[str, Any]:
+    """Every key the model reads (names, aliases, alias choices) -> the field's type."""
+    keys: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        names = {name, field.alias or name}
+        if isinstance(field.validation_alias, AliasChoices):
+            names.update(c for c in field.validation_alias.choices if isinstance(c, str))
+        for key in names:
+            keys[key] = field.annotation
+    return keys
+
+
+# A key this close to a known one at the same place is a typo, refused with a suggestion;
+# anything further is another tool's key, ignored with a warning as the original does.
+NEAR_MISS = 0.8
+
+
+def _drop_unknown(
+    value: Any, annotation: Any, path: Path_, located: _Located, warnings: list[SpecIssue]
+) -> None:
+    """Remove, in place, the keys no model reads, warning about each (``x-`` keys silently);
+    near misses of a known key stay, for the schema pass to refuse with "did you mean"."""
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if not isinstance(value, dict):
+            return
+        accepted = _accepted_keys(annotation)
+        for key in list(value):
+            if key in accepted:
+                _drop_unknown(value[key], accepted[key], (*path, key), located, warnings)
+            elif not isinstance(key, str) or (
+                not key.startswith("x-")
+                and difflib.get_close_matches(key, list(accepted), n=1, cutoff=NEAR_MISS)
+            ):
+                continue
+            else:
+                if not key.startswith("x-"):
+                    where = located.where(path) or "the top level"
+                    warnings.append(
+                        located.issue((*path, key), f"unknown key '{key}' in {where} is ignored")
+                    )
+                del value[key]
+    elif get_origin(annotation) is list and isinstance(value, list):
+        for i, item in enumerate(value):
+            _drop_unknown(item, get_args(annotation)[0], (*path, i), located, warnings)
+    elif get_origin(annotation) is dict and isinstance(value, dict):
+        for key, item in value.items():
+            _drop_unknown(item, get_args(annotation)[1], (*path, key), located, warnings)
+
+
 def _suggest(name: str, candidates: Iterable[str]) -> str:
     """Up to three near names. Past MAX_SUGGESTION_CANDIDATES names the comparison costs
     more than it helps (a file with thousands of nodes), so none are offered."""
@@ -303,7 +357,8 @@ def _schema_issues(exc: ValidationError, located: _Located) -> list[SpecIssue]:
             where = located.where(parent) or "the top level"
             message = f"unknown key '{loc[-1]}' in {where}"
             if expected:
-                message += f"; expected one of: {_listing(expected)}{_suggest(loc[-1], expected)}"
+                hint = _suggest(str(loc[-1]), expected)
+                message += f"; expected one of: {_listing(expected)}{hint}"
             issues.append(located.issue(loc, message))
         elif kind == "missing":
             issues.append(located.issue(loc[:-1], f"missing required key '{loc[-1]}'"))
@@ -545,17 +600,15 @@ def _edge_problems(spec: WorkflowSpec) -> tuple[list[_Problem], bool]:
                     f"{listed}, START",
                 )
             )
-        if edge.from_ in sources:
-            first = sources[edge.from_]
+        if edge.from_ == "START" and "START" in sources:
             problems.append(
                 (
                     (*at, "from"),
-                    f"'{edge.from_}' already has an outgoing edge (edges[{first}]); a node has "
-                    "one outgoing edge: use 'routes' to branch or 'parallel' to fan out",
+                    f"START already has an edge (edges[{sources['START']}]); a workflow has "
+                    "one entry point",
                 )
             )
-        else:
-            sources[edge.from_] = i
+        sources.setdefault(edge.from_, i)
         if edge.to is not None:
             target((*at, "to"), edge.to, "target")
         for j, route in enumerate(edge.routes or []):
@@ -580,12 +633,16 @@ def _route_problems(spec: WorkflowSpec, i: int, edge: EdgeSpec) -> list[_Problem
     problems: list[_Problem] = []
     routes = edge.routes or []
     defaults = [j for j, r in enumerate(routes) if r.condition.parsed.is_default]
+    if routes and not defaults:
+        problems.append(
+            (
+                ("edges", i, "routes"),
+                "conditional routes need a default route, last: add "
+                "{condition: {logic: default}, to: <node or END>}",
+            )
+        )
     if len(defaults) > 1:
         problems.append((("edges", i, "routes", defaults[1]), "only one route may be the default"))
-    if defaults and defaults[0] != len(routes) - 1:
-        problems.append(
-            (("edges", i, "routes", defaults[0]), "the default route must be the last route")
-        )
     for j, route in enumerate(routes):
         for path in sorted(route.condition.parsed.paths):
             problem = _path_problem(spec, list(path))
@@ -697,9 +754,12 @@ def _semantic_issues(spec: WorkflowSpec, located: _Located) -> list[SpecIssue]:
 # ---------------------------------------------------------------- entry points
 
 
-def _validate(data: Any, located: _Located, issues: list[SpecIssue]) -> WorkflowSpec:
+def _validate(
+    data: Any, located: _Located, issues: list[SpecIssue], warnings: list[SpecIssue]
+) -> WorkflowSpec:
     if not isinstance(data, dict):
         raise SpecInvalid(_sorted(issues))
+    _drop_unknown(data, WorkflowSpec, (), located, warnings)
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
@@ -707,7 +767,29 @@ def _validate(data: Any, located: _Located, issues: list[SpecIssue]) -> Workflow
     issues = issues + _semantic_issues(spec, located)
     if issues:
         raise SpecInvalid(_sorted(issues))
+    for path in spec.ignored_sections:
+        warnings.append(
+            located.issue(path, "ignored: it only observes or tunes a run in the original")
+        )
     return spec
+
+
+@dataclass(frozen=True)
+class LoadedWorkflow:
+    """A valid workflow file with what its reader should know: `warnings` (keys and
+    sections loaded but ignored) and `unsupported` (what would change a run and cannot run
+    here, which refuses every run of it), each at its line."""
+
+    spec: WorkflowSpec
+    warnings: list[SpecIssue]
+    located: _Located
+
+    def issue(self, path: Path_, message: str) -> SpecIssue:
+        return self.located.issue(path, message)
+
+    @property
+    def unsupported(self) -> list[SpecIssue]:
+        return [self.issue(path, message) for path, message in self.spec.unsupported]
 
 
 def _sorted(issues: list[SpecIssue]) -> list[SpecIssue]:
@@ -726,18 +808,46 @@ def parse_workflow(text: str, source: str = "<string>") -> WorkflowSpec:
     Returns the WorkflowSpec, or raises SpecInvalid listing every problem found (with the
     line of each, taken from the YAML); never lets a parser or pydantic error escape.
     """
+    return read_workflow_text(text, source).spec
+
+
+def read_workflow_text(text: str, source: str = "<string>") -> LoadedWorkflow:
+    """``parse_workflow`` that also returns the warnings and the located file."""
     located, issues = _read_yaml(text, source)
+    warnings: list[SpecIssue] = []
     try:
-        return _validate(located.data, located, issues)
+        spec = _validate(located.data, located, issues, warnings)
+        return LoadedWorkflow(spec, _sorted(warnings), located)
     except RecursionError:
         raise SpecInvalid(
             [SpecIssue(source, None, "", "the workflow is nested too deeply")]
         ) from None
 
 
+# The original reads these; JSON is read as the YAML it is.
+EXTENSIONS = (".yaml", ".yml", ".json")
+
+
 def load_workflow(path: str | Path) -> WorkflowSpec:
     """Read and validate a workflow file; a missing or unreadable file is a SpecInvalid."""
+    return read_workflow(path).spec
+
+
+def read_workflow(path: str | Path) -> LoadedWorkflow:
+    """``load_workflow`` that also returns the warnings and the located file."""
     file = Path(path)
+    if file.suffix.lower() not in EXTENSIONS:
+        raise SpecInvalid(
+            [
+                SpecIssue(
+                    str(file),
+                    None,
+                    "",
+                    f"unsupported file extension {file.suffix or '(none)'!r}: a workflow file "
+                    f"ends in {', '.join(EXTENSIONS)}",
+                )
+            ]
+        )
     try:
         if file.stat().st_size > MAX_FILE_BYTES:
             raise SpecInvalid(
@@ -756,7 +866,7 @@ def load_workflow(path: str | Path) -> WorkflowSpec:
         raise SpecInvalid([SpecIssue(str(file), None, "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecInvalid([SpecIssue(str(file), None, "", f"cannot read file: {exc}")]) from None
-    return parse_workflow(text, source=str(file))
+    return read_workflow_text(text, source=str(file))
 
 
 def workflow_from_snapshot(data: dict[str, Any]) -> WorkflowSpec:
@@ -790,7 +900,7 @@ def _spec_from_snapshot_text(text: str) -> WorkflowSpec:
 def _spec_from_snapshot(data: dict[str, Any]) -> WorkflowSpec:
     located = _Located("<snapshot>", data, {}, {})
     try:
-        return _validate(copy.deepcopy(data), located, [])
+        return _validate(copy.deepcopy(data), located, [], [])
     except RecursionError:
         raise SpecInvalid([SpecIssue("<snapshot>", None, "", "nested too deeply")]) from None
 

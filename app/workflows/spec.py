@@ -1,9 +1,10 @@
 """The workflow config models: one frozen pydantic model per section of the YAML format.
 
-The format is the original configurable-agents schema v1.0. Sections of it that this product
-does not execute (observability, mlflow, optimization, memory, sandbox, code, tools, A/B tests,
-quality gates, storage, webhooks, ...) are accepted, typed loosely, and listed by
-``WorkflowSpec.ignored_sections``. Any other key is an error.
+The format is the original configurable-agents schema v1.0. Its sections that only observe
+a run (observability, mlflow, optimization, A/B tests, storage, memory, ...) load and are
+listed by ``WorkflowSpec.ignored_sections``; what would change what a run does and is not
+implemented here is listed by ``WorkflowSpec.unsupported`` and refused before a run starts.
+Unknown keys are dropped with a warning by the loader, as the original ignores them.
 
 These models check each section on its own; cross-references (edges to nodes, outputs to state
 fields, placeholders, conditions) are checked by ``app.workflows.loader``.
@@ -24,6 +25,7 @@ from pydantic import (
 
 from app.workflows.conditions import Condition, parse_condition
 from app.workflows.prompts import input_reference
+from app.workflows.sandbox import unsupported as sandbox_unsupported
 from app.workflows.types import TypeRef, json_schema, parse_type, type_of
 
 __all__ = [
@@ -48,6 +50,9 @@ __all__ = [
 
 SCHEMA_VERSION = "1.0"
 PROVIDERS = ("openai", "anthropic", "google", "ollama", "mock")
+# With no provider the original calls Gemini, and this model when none is given.
+DEFAULT_PROVIDER = "google"
+DEFAULT_MODELS = {"google": "gemini-2.5-flash-lite"}
 MOCK_ONLY_KEYS = ("responses", "fail_on_attempt", "delay_seconds", "cost_per_call_usd")
 RESERVED_NODE_IDS = ("START", "END")
 
@@ -192,7 +197,8 @@ class LLMConfig(_Spec):
 
     provider: str | None = None
     model: str | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    # The original's range; vendors accept up to 2, but a file valid here must run there.
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, gt=0)
     base_url: str | None = Field(
         default=None,
@@ -225,30 +231,31 @@ class LLMConfig(_Spec):
         return base.model_copy(update=mine)
 
 
-def _tool_names(value: Any) -> Any:
-    # Tools may be written as names or as the original's {name, on_error, config}; tools are
-    # not executed here, so only the names are kept.
+class ToolSpec(_Spec):
+    """One entry of a node's ``tools``: a built-in tool's name, what a failing call does, and
+    the tool's own settings. Written as a bare name or as this mapping."""
+
+    name: str
+    on_error: str = "fail"
+    config: dict[str, Any] | None = None
+
+    @field_validator("on_error")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in ("fail", "continue"):
+            raise ValueError(f"on_error must be 'fail' or 'continue', not {value!r}")
+        return value
+
+
+def _tool_entries(value: Any) -> Any:
     if not isinstance(value, list):
         return value
-    names: list[Any] = []
-    for i, item in enumerate(value):
-        if isinstance(item, dict):
-            unknown = sorted(set(item) - {"name", "on_error", "config"})
-            if unknown:
-                raise ValueError(
-                    f"tools[{i}]: unknown key {unknown[0]!r}; expected one of: name, on_error, "
-                    "config"
-                )
-            if not isinstance(item.get("name"), str):
-                raise ValueError(f"tools[{i}]: a tool needs a 'name'")
-            names.append(item["name"])
-        else:
-            names.append(item)
-    return names
+    return [{"name": item} if isinstance(item, str) else item for item in value]
 
 
 class NodeSpec(_Spec):
-    """A node: one LLM call whose prompt reads the state and whose outputs update it."""
+    """A node: one LLM call (with its tools) whose prompt reads the state and whose outputs
+    update it, or, with ``code``, a Python snippet run in the sandbox."""
 
     id: str
     name: str | None = None
@@ -257,13 +264,13 @@ class NodeSpec(_Spec):
     inputs: dict[str, str] | None = None
     outputs: list[str]
     output_schema: OutputSchema | None = None
-    tools: list[str] = Field(default_factory=list)
+    tools: list[ToolSpec] = Field(default_factory=list)
     llm: LLMConfig | None = None
-    # Loaded for compatibility with the original format, not executed.
+    code: str | None = None
+    sandbox: dict[str, Any] | None = None
+    # Loaded for compatibility with the original format; they only observe a run.
     memory: Any = None
     optimize: Any = None
-    sandbox: Any = None
-    code: Any = None
     log_prompts: Any = None
     log_artifacts: Any = None
     mlflow: Any = None
@@ -287,7 +294,11 @@ class NodeSpec(_Spec):
     @field_validator("tools", mode="before")
     @classmethod
     def _tools(cls, value: Any) -> Any:
-        return _tool_names(value)
+        return _tool_entries(value)
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [tool.name for tool in self.tools]
 
     @property
     def input_aliases(self) -> dict[str, str]:
@@ -354,8 +365,8 @@ class EdgeSpec(_Spec):
     def _single_target(cls, value: Any) -> Any:
         if isinstance(value, list):
             raise ValueError(
-                "fork-join edges (a list in 'to') are not supported; use one target per edge, "
-                "'routes' to branch, or 'parallel' to fan out"
+                "'to' names one node: write one edge per target (several edges from one "
+                "node run their targets together), 'routes' to branch, or 'parallel' to fan out"
             )
         return value
 
@@ -401,32 +412,47 @@ class ExecutionConfig(_Spec):
     max_retries: int = Field(default=3, ge=0)
 
 
+class GateSpec(_Spec):
+    """One quality gate: a finished run's metric must stay within ``min``/``max``."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+
+class GatesConfig(_Spec):
+    """``config.gates``: quality gates on a finished run's metrics (the original's shape).
+    ``on_fail: fail`` fails a run that misses one; ``warn`` and ``block_deploy`` (there is
+    no deploy here) record the miss in the run's log only."""
+
+    gates: list[GateSpec] = Field(default_factory=list)
+    on_fail: str = "warn"
+
+    @field_validator("on_fail")
+    @classmethod
+    def _known_action(cls, value: str) -> str:
+        if value not in ("warn", "fail", "block_deploy"):
+            raise ValueError(f"on_fail must be one of warn, fail, block_deploy, not {value!r}")
+        return value
+
+
 class GlobalConfig(_Spec):
     """``config``: the default LLM, execution limits, and the original's other settings."""
 
     llm: LLMConfig | None = None
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
-    # Loaded for compatibility with the original format, not executed.
+    gates: GatesConfig | None = None
+    # Loaded for compatibility with the original format; they only observe a run.
     observability: Any = None
     storage: Any = None
-    memory: Any = None
     mlflow: Any = None
     ab_test: Any = None
-    gates: Any = None
 
 
-_IGNORED_TOP = ("optimization", "memory", "webhook")
-_IGNORED_CONFIG = ("observability", "storage", "memory", "mlflow", "ab_test", "gates")
-_IGNORED_NODE = (
-    "tools",
-    "memory",
-    "optimize",
-    "sandbox",
-    "code",
-    "log_prompts",
-    "log_artifacts",
-    "mlflow",
-)
+# Sections that only observe or tune a run elsewhere: loaded, listed, not run.
+_IGNORED_TOP = ("optimization", "memory")
+_IGNORED_CONFIG = ("observability", "storage", "mlflow", "ab_test")
+_IGNORED_NODE = ("memory", "optimize", "log_prompts", "log_artifacts", "mlflow")
 
 
 class WorkflowSpec(_Spec):
@@ -438,10 +464,9 @@ class WorkflowSpec(_Spec):
     nodes: list[NodeSpec]
     edges: list[EdgeSpec]
     config: GlobalConfig = Field(default_factory=GlobalConfig)
-    # Loaded for compatibility with the original format, not executed.
+    # Loaded for compatibility with the original format; they only observe a run.
     optimization: Any = None
     memory: Any = None
-    webhook: Any = None
 
     @field_validator("schema_version", mode="before")
     @classmethod
@@ -484,30 +509,41 @@ class WorkflowSpec(_Spec):
         """The parsed type of a state field; KeyError if there is none."""
         return self.state.fields[field].type_ref
 
-    def output_types(self, node_id: str) -> dict[str, TypeRef]:
-        """Each output of the node with the type its value must have.
-
-        From ``output_schema`` when given (the single type of a non-object schema applies to
-        the single output), otherwise the type of the output's state field.
-        """
+    def _output_specs(self, node_id: str) -> dict[str, Any]:
+        """Each output with the field that declares it: its ``output_schema`` field (or the
+        whole schema for a single output of a plain type), else its state field. A declared
+        bare ``object`` takes its nested keys from the state field."""
         node = self.node(node_id)
         schema = node.output_schema
-        if schema is None:
-            return {name: self.field_type(name) for name in node.outputs}
-        if schema.fields:
-            by_name = {f.name: f.type_ref for f in schema.fields}
-            return {name: by_name[name] for name in node.outputs}
-        return {node.outputs[0]: parse_type(schema.type)}
+        by_name: dict[str, Any] = {}
+        if schema is not None and schema.fields:
+            by_name = {f.name: f for f in schema.fields}
+        elif schema is not None and len(node.outputs) == 1:
+            by_name = {node.outputs[0]: schema}
+        found: dict[str, Any] = {}
+        for name in node.outputs:
+            # Outputs are state fields: the loader refuses any other.
+            declared: Any = by_name.get(name) or self.state.fields[name]
+            if name in self.state.fields and type_of(declared).kind == "object":
+                declared = self.state.fields[name]
+            found[name] = declared
+        return found
+
+    def output_types(self, node_id: str) -> dict[str, TypeRef]:
+        """Each output of the node with the type its value must have."""
+        return {name: type_of(spec) for name, spec in self._output_specs(node_id).items()}
 
     def output_descriptions(self, node_id: str) -> dict[str, str]:
-        """Descriptions of the node's outputs (schema field first, then state field)."""
+        """Descriptions of the node's outputs (the declaring field's, then the state field's)."""
         node = self.node(node_id)
-        found: dict[str, str] = {}
         schema_fields = {
             f.name: f for f in (node.output_schema and node.output_schema.fields) or []
         }
+        found: dict[str, str] = {}
         for name in node.outputs:
             text = getattr(schema_fields.get(name), "description", None)
+            if not text and len(node.outputs) == 1 and node.output_schema is not None:
+                text = node.output_schema.description
             if not text and name in self.state.fields:
                 text = self.state.fields[name].description
             if text:
@@ -528,25 +564,37 @@ class WorkflowSpec(_Spec):
         }
 
     def llm_for(self, node_id: str) -> LLMConfig:
-        """The node's LLM settings: its own ``llm`` over ``config.llm``."""
+        """The node's LLM settings: its own ``llm`` over ``config.llm``, then the original's
+        defaults (Gemini, and its model when none is given)."""
         node_llm = self.node(node_id).llm
-        base = self.config.llm
-        if node_llm is None:
-            return base or LLMConfig()
-        return node_llm.merged_over(base)
+        merged = (node_llm or LLMConfig()).merged_over(self.config.llm)
+        provider = merged.provider or DEFAULT_PROVIDER
+        model = merged.model or DEFAULT_MODELS.get(provider)
+        return merged.model_copy(update={"provider": provider, "model": model})
 
     @property
-    def ignored_sections(self) -> list[str]:
-        """Paths of the sections present in the file that this product loads but does not run."""
-        found = [key for key in _IGNORED_TOP if getattr(self, key) is not None]
-        found += [
-            f"config.{key}" for key in _IGNORED_CONFIG if getattr(self.config, key) is not None
+    def unsupported(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """What the file asks for that would change what a run does and that this product
+        cannot do: (where, why). A run of such a workflow is refused, never run otherwise."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for i, node in enumerate(self.nodes):
+            why = sandbox_unsupported(node.sandbox) if node.code is not None else None
+            if why is not None:
+                found.append((("nodes", i, "sandbox"), why))
+        return found
+
+    @property
+    def ignored_sections(self) -> list[tuple[str | int, ...]]:
+        """Paths of the sections present in the file that only observe or tune a run in the
+        original: loaded, not run here."""
+        found: list[tuple[str | int, ...]] = [
+            (key,) for key in _IGNORED_TOP if getattr(self, key) is not None
         ]
-        for node in self.nodes:
-            for key in _IGNORED_NODE:
-                value = getattr(node, key)
-                if value is not None and value != []:
-                    found.append(f"nodes[{node.id}].{key}")
+        found += [
+            ("config", key) for key in _IGNORED_CONFIG if getattr(self.config, key) is not None
+        ]
+        for i, node in enumerate(self.nodes):
+            found += [("nodes", i, key) for key in _IGNORED_NODE if getattr(node, key) is not None]
         return found
 
     def snapshot(self) -> dict[str, Any]:

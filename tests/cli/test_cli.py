@@ -84,7 +84,9 @@ def test_validate_lists_ignored_sections_and_fails_on_bad_files(tmp_path: Path) 
     original = ROOT / "tests/fixtures/original/article_writer_mlflow.yaml"
     good = cli("validate", "examples/echo.yaml", str(original), url="sqlite:///unused.db")
     assert good.returncode == 0, good.stderr
-    assert "ignored (loaded, not executed)" in good.stdout
+    assert "warning: " in good.stdout and "config.observability: ignored" in good.stdout
+    # Its research node searches the web: without a search key, it cannot run here.
+    assert "cannot run here: " in good.stdout and "SERPER_API_KEY" in good.stdout
     missing = cli("validate", str(tmp_path / "missing.yaml"), url="sqlite:///unused.db")
     assert missing.returncode == 2
     assert "missing.yaml" in missing.stderr

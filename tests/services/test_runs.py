@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from app.errors import (
     RunNotFound,
     RunNotRestartable,
     SnapshotUnusable,
+    WorkflowNotRunnable,
 )
 from app.services.runs import RunService, _StoreRecorder
 from app.store.tables import StepRun, WorkflowRun
@@ -35,6 +37,7 @@ EXAMPLE_INPUTS = {
     "loop.yaml": {"draft": "d"},
     "fan_out.yaml": {"phrases": ["x"]},
     "slow.yaml": {"job": "j"},
+    "order_totals.yaml": {"order_json": "{}"},
 }
 
 
@@ -58,7 +61,8 @@ async def test_every_example_runs_to_completion_on_the_mock_provider(
         )
     detail = await service().run_workflow(spec, EXAMPLE_INPUTS[name], trigger="cli")
     assert detail.summary.status == "completed", detail.summary.error_message
-    assert detail.summary.steps_done == len(detail.steps) >= 1
+    # Tool and sandbox calls are rows of the timeline, not node executions.
+    assert detail.summary.steps_done == len([s for s in detail.steps if not s.tool]) >= 1
     assert all(s.status == "completed" for s in detail.steps)
     assert detail.outputs is not None
 
@@ -311,3 +315,59 @@ async def test_the_paid_pipeline_example_resumes_paying_only_for_its_failed_step
     # The same outputs as the failed run's completed steps, carried into the state.
     assert resumed.outputs is not None
     assert resumed.outputs["analysis"] == first.steps[1].output["analysis"]
+
+
+async def test_tool_and_sandbox_calls_are_stored_under_their_node(
+    empty_db: str, examples_dir: Path
+) -> None:
+    runs = service()
+    detail = await runs.run_workflow(
+        load_workflow(examples_dir / "order_totals.yaml"), {"order_json": "{}"}
+    )
+    assert detail.summary.status == "completed", detail.summary.error_message
+    assert [(s.node_id, s.tool) for s in detail.steps] == [
+        ("parse", None),
+        ("parse", "json_parse"),
+        ("add_up", None),
+        ("add_up", "sandbox"),
+        ("check_risk", None),
+        ("write_note", None),
+        ("summarise", None),
+    ]
+    assert (detail.summary.steps_done, detail.summary.steps_total) == (5, 5)
+    sandbox = detail.steps[3]
+    assert sandbox.output["result"] == {"result": 43.0, "stdout": "lines: 2\n"}
+    assert sandbox.duration_ms is not None and sandbox.duration_ms > 0
+    assert detail.outputs is not None and detail.outputs["total"] == 43.0
+    # A resume takes over node executions only, never replays a tool call.
+    assert [s["node_id"] for s in await runs.store.reusable_steps(detail.summary.id)] == [
+        "parse",
+        "add_up",
+        "check_risk",
+        "write_note",
+        "summarise",
+    ]
+
+
+async def test_a_restart_of_a_workflow_that_cannot_run_here_is_refused(
+    empty_db: str, examples_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = service()
+    spec = load_workflow(examples_dir / "order_totals.yaml")
+    text = (examples_dir / "order_totals.yaml").read_text()
+    first = await runs.run_workflow(spec, {"order_json": "{}"})
+    # The server no longer offers the tool the stored workflow uses.
+    broken = text.replace("tools: [json_parse]", "tools: [shell]")
+    from app.workflows.loader import parse_workflow
+
+    with pytest.raises(WorkflowNotRunnable) as info:
+        await runs.run_workflow(parse_workflow(broken), {"order_json": "{}"})
+    assert "nodes[parse].tools[0]" in info.value.message
+    assert "CA_ENABLED_TOOLS=shell" in info.value.message
+    assert await WorkflowRun.count() == 1
+    await WorkflowRun.update(
+        {WorkflowRun.config_snapshot: json.dumps(parse_workflow(broken).snapshot())}
+    ).where(WorkflowRun.id == first.summary.id)
+    with pytest.raises(WorkflowNotRunnable):
+        await runs.restart(first.summary.id)
+    assert await WorkflowRun.count() == 1

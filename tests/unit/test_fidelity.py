@@ -165,7 +165,7 @@ async def test_a_node_calls_its_tools_and_each_call_is_a_step(search: SearchServ
     assert result.status == "completed", result.error
     assert result.state["summary"] == "two results found"
 
-    (path, headers, body), = search.requests
+    ((path, headers, body),) = search.requests
     assert path == "/search"
     assert headers["X-API-KEY"] == "serper-test-key"
     assert body == {"q": "state of the art", "num": 2}
@@ -269,10 +269,11 @@ async def test_a_code_node_computes_its_result_in_the_sandbox() -> None:
 )
 async def test_hostile_code_fails_cleanly_with_its_reason(code: str, reason: str) -> None:
     text = CODE.replace("sandbox: {preset: low, timeout: 5}", "sandbox: {timeout: 1}")
-    text = text.replace(
-        '          print("adding", len(inputs["numbers"]))\n          result = sum(inputs["numbers"])\n',
-        textwrap.indent(code, "          ") + "\n",
+    body = (
+        '          print("adding", len(inputs["numbers"]))\n'
+        '          result = sum(inputs["numbers"])\n'
     )
+    text = text.replace(body, textwrap.indent(code, "          ") + "\n")
     started = time.monotonic()
     result, recorder = await run(workflow(text), {"numbers": [1]})
     assert time.monotonic() - started < 15
@@ -349,12 +350,16 @@ async def test_two_nodes_of_one_step_writing_one_field_fail_the_run() -> None:
 
 
 async def test_a_default_route_written_first_is_taken_only_when_no_condition_holds() -> None:
-    routed = textwrap.dedent(FORK.replace("CONS_FIELD", "cons")).replace(
-        "  - {from: plan, to: for_it}\n  - {from: plan, to: against}\n",
-        "  - from: plan\n    routes:\n"
-        "      - {condition: {logic: default}, to: against}\n"
-        '      - {condition: {logic: "state.topic == \'Plan t\'"}, to: for_it}\n',
-    ).replace("  - {from: against, to: judge}\n", "  - {from: against, to: END}\n")
+    routed = (
+        textwrap.dedent(FORK.replace("CONS_FIELD", "cons"))
+        .replace(
+            "  - {from: plan, to: for_it}\n  - {from: plan, to: against}\n",
+            "  - from: plan\n    routes:\n"
+            "      - {condition: {logic: default}, to: against}\n"
+            "      - {condition: {logic: \"state.topic == 'Plan t'\"}, to: for_it}\n",
+        )
+        .replace("  - {from: against, to: judge}\n", "  - {from: against, to: END}\n")
+    )
     result, recorder = await run(parse_workflow(routed), {"topic": "t"})
     assert result.status == "completed", result.error
     assert [s["node_id"] for s in recorder.steps] == ["plan", "for_it", "judge"]
@@ -386,20 +391,25 @@ async def test_a_quality_gate_with_on_fail_fail_fails_a_run_that_misses_it() -> 
 def test_unknown_keys_are_ignored_with_a_warning_near_misses_refused_x_keys_silent() -> None:
     text = textwrap.dedent(ONE_NODE).replace(
         "  - {from: ask, to: END}\n",
-        "  - {from: ask, to: END, condition: \"state.topic\"}\n"
+        '  - {from: ask, to: END, condition: "state.topic"}\n'
         "x-owner: platform team\n"
         "config:\n  execution: {timeout_seconds: 30}\n",
     )
     loaded = read_workflow_text(text, "w.yaml")
     assert [(w.where, w.message) for w in loaded.warnings] == [
         ("edges[1].condition", "unknown key 'condition' in edges[1] is ignored"),
-        ("config.execution.timeout_seconds", "unknown key 'timeout_seconds' in config.execution is ignored"),
+        (
+            "config.execution.timeout_seconds",
+            "unknown key 'timeout_seconds' in config.execution is ignored",
+        ),
     ]
-    assert loaded.warnings[0].line == text.splitlines().index(
-        '  - {from: ask, to: END, condition: "state.topic"}'
-    ) + 1
+    assert (
+        loaded.warnings[0].line
+        == text.splitlines().index('  - {from: ask, to: END, condition: "state.topic"}') + 1
+    )
     typo = textwrap.dedent(ONE_NODE).replace(
-        "    output_schema: {type: str}\n", "    output_schema: {type: str}\n    llm: {temprature: 0.2}\n"
+        "    output_schema: {type: str}\n",
+        "    output_schema: {type: str}\n    llm: {temprature: 0.2}\n",
     )
     with pytest.raises(SpecInvalid) as info:
         parse_workflow(typo)

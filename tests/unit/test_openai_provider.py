@@ -35,6 +35,7 @@ class Reply:
     hang: bool = False
     raw: bytes | None = None  # a body sent as it is
     raw_type: str = "application/json"
+    tool_calls: list[dict[str, Any]] | None = None  # (name, arguments) the model asks for
 
 
 @dataclass
@@ -85,8 +86,12 @@ class ChatServer:
                         "choices": [
                             {
                                 "index": 0,
-                                "message": {"role": "assistant", "content": reply.content},
-                                "finish_reason": "stop",
+                                "message": {
+                                    "role": "assistant",
+                                    "content": reply.content,
+                                    **_calls(reply.tool_calls),
+                                },
+                                "finish_reason": "tool_calls" if reply.tool_calls else "stop",
                             }
                         ],
                     }
@@ -121,6 +126,21 @@ class ChatServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+def _calls(calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+    if not calls:
+        return {}
+    return {
+        "tool_calls": [
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
+            for i, c in enumerate(calls)
+        ]
+    }
 
 
 @pytest.fixture
@@ -532,3 +552,50 @@ def test_default_endpoints_and_key_variables(monkeypatch, provider, url, keys):
     for i, name in enumerate(keys):
         monkeypatch.setenv(name, f"k{i}")
     assert _api_key(provider, endpoint, {}) == "k0"
+
+
+async def test_the_tool_loop_runs_the_tools_the_model_asks_for(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    server.replies = [
+        Reply(
+            content=None,
+            tool_calls=[{"name": "json_parse", "arguments": {"json_string": "[1, 2]"}}],
+        ),
+        Reply(content="Parsed two numbers."),
+    ]
+    template = PLAIN.replace(
+        "    outputs: [answer]\n", "    outputs: [answer]\n    tools: [json_parse]\n"
+    )
+    result, recorder = await run(template, server.base_url)
+    assert result.status == "completed", result.error
+    assert result.state["answer"] == "Parsed two numbers."
+
+    first, second = server.requests
+    assert [t["function"]["name"] for t in first.body["tools"]] == ["json_parse"]
+    assert first.body["tools"][0]["function"]["parameters"]["required"] == ["json_string"]
+    # The second turn carries the model's request and the tool's answer.
+    asked, answered = second.body["messages"][-2:]
+    assert asked["role"] == "assistant"
+    assert asked["tool_calls"][0]["function"]["name"] == "json_parse"
+    assert answered == {
+        "role": "tool",
+        "tool_call_id": "call_0",
+        "content": json.dumps({"parsed": [1, 2], "error": None}),
+    }
+    node, call = recorder.steps
+    assert call["tool"] == "json_parse" and call["output"]["result"]["parsed"] == [1, 2]
+    assert node["node_id"] == "ask" and node["tokens"] == 36  # both turns are counted
+
+
+async def test_a_model_that_never_stops_asking_for_tools_fails(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    server.replies = [
+        Reply(content=None, tool_calls=[{"name": "json_parse", "arguments": {"json_string": "1"}}])
+    ]
+    template = PLAIN.replace(
+        "    outputs: [answer]\n", "    outputs: [answer]\n    tools: [json_parse]\n"
+    )
+    result, _ = await run(template, server.base_url)
+    assert result.status == "failed"
+    assert result.error.type == "TooManyToolRounds"
+    assert len(server.requests) == 11

@@ -12,6 +12,7 @@ from app.workflows.providers.base import (
 from app.workflows.providers.mock import MockProvider
 from app.workflows.providers.openai_compat import ENDPOINTS, OpenAICompatibleProvider
 from app.workflows.providers.policy import ProviderPolicy
+from app.workflows.spec import PROVIDERS
 
 __all__ = [
     "KNOWN_PROVIDERS",
@@ -24,7 +25,9 @@ __all__ = [
     "ProviderPool",
 ]
 
-KNOWN_PROVIDERS = ("mock", *ENDPOINTS)
+KNOWN_PROVIDERS = PROVIDERS
+# Every provider the format names is either the mock or an endpoint.
+assert set(PROVIDERS) == {"mock", *ENDPOINTS}
 
 
 class ProviderPool:

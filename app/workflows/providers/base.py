@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["LLMRequest", "LLMResult", "OutputField", "Provider", "ProviderError"]
+__all__ = ["LLMRequest", "LLMResult", "OutputField", "Provider", "ProviderError", "Tools"]
+
+# Model turns one node execution may spend on tool calls before it must answer.
+MAX_TOOL_ROUNDS = 10
+
+
+class Tools(Protocol):
+    """The tools a node offers the model (`app.workflows.toolbox.ToolBox`)."""
+
+    def schemas(self) -> list[dict[str, Any]]: ...
+
+    async def call(self, name: str, arguments: str | Mapping[str, Any]) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,7 @@ class LLMRequest:
     settings: dict[str, Any]
     attempt: int = 1
     item: Any = None
+    tools: Tools | None = None
 
 
 @dataclass(frozen=True)

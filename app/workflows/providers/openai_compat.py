@@ -16,7 +16,7 @@ from typing import Any
 import openai
 
 from app.errors import InvalidInputs
-from app.workflows.providers.base import LLMRequest, LLMResult, ProviderError
+from app.workflows.providers.base import MAX_TOOL_ROUNDS, LLMRequest, LLMResult, ProviderError
 from app.workflows.providers.policy import ProviderPolicy
 from app.workflows.types import check_value, json_schema, type_of
 
@@ -133,7 +133,7 @@ class OpenAICompatibleProvider:
             )
         client, base = self._client(settings)
         plain = _is_plain_text(request)
-        messages = [{"role": "user", "content": request.prompt}]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": request.prompt}]
         kwargs: dict[str, Any] = {"model": model, "messages": messages}
         if settings.get("temperature") is not None:
             kwargs["temperature"] = settings["temperature"]
@@ -150,12 +150,46 @@ class OpenAICompatibleProvider:
                 },
             )
             kwargs["response_format"] = {"type": "json_object"}
-        try:
-            response = await client.chat.completions.create(**kwargs)
-        except openai.APIError as exc:
-            raise self._translate(exc, base, model) from exc
-        except ValueError:  # a body that claims to be JSON and is not
-            response = None
+        if request.tools is not None:
+            kwargs["tools"] = request.tools.schemas()
+        prompt_tokens = completion_tokens = 0
+        # The tool-calling loop: the model asks for calls, the node's tools answer, and the
+        # conversation goes back to the model until it answers without asking.
+        for turn in range(MAX_TOOL_ROUNDS + 1):
+            response = await self._create(client, kwargs, base, model)
+            usage = getattr(response, "usage", None)
+            prompt_tokens += getattr(usage, "prompt_tokens", None) or 0
+            completion_tokens += getattr(usage, "completion_tokens", None) or 0
+            calls = _tool_calls(response)
+            if not calls or request.tools is None:
+                break
+            if turn == MAX_TOOL_ROUNDS:
+                raise ProviderError(
+                    f"model {model} still asked for tools after {MAX_TOOL_ROUNDS} rounds",
+                    provider=self.name,
+                    retryable=False,
+                    kind="TooManyToolRounds",
+                )
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": _content(response) or None,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {
+                                "name": call.function.name,
+                                "arguments": call.function.arguments,
+                            },
+                        }
+                        for call in calls
+                    ],
+                }
+            )
+            for call in calls:
+                answer = await request.tools.call(call.function.name, call.function.arguments)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
         content = _content(response)
         if content is None:
             raise ProviderError(
@@ -168,9 +202,6 @@ class OpenAICompatibleProvider:
         outputs = (
             {request.outputs[0].name: content} if plain else self._parse(content, request, model)
         )
-        usage = getattr(response, "usage", None)
-        prompt_tokens = getattr(usage, "prompt_tokens", None) or 0
-        completion_tokens = getattr(usage, "completion_tokens", None) or 0
         price_in, price_out = PRICES.get(model, (0.0, 0.0))
         return LLMResult(
             outputs=outputs,
@@ -178,6 +209,16 @@ class OpenAICompatibleProvider:
             completion_tokens=completion_tokens,
             cost_usd=(prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000,
         )
+
+    async def _create(
+        self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], base: str, model: str
+    ) -> Any:
+        try:
+            return await client.chat.completions.create(**kwargs)
+        except openai.APIError as exc:
+            raise self._translate(exc, base, model) from exc
+        except ValueError:  # a body that claims to be JSON and is not
+            return None
 
     def _parse(self, content: str, request: LLMRequest, model: str) -> dict[str, Any]:
         try:
@@ -272,6 +313,15 @@ def _content(response: Any) -> str | None:
         return None
     content = getattr(message, "content", None)
     return content if isinstance(content, str) else ""
+
+
+def _tool_calls(response: Any) -> list[Any]:
+    """The tool calls the answer asks for (none when it is not a Chat Completion)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return []
+    calls = getattr(getattr(choices[0], "message", None), "tool_calls", None)
+    return list(calls) if isinstance(calls, list) else []
 
 
 def _is_plain_text(request: LLMRequest) -> bool:
