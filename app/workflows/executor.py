@@ -473,6 +473,7 @@ class _Run:
             node_id=node.id,
             prompt=prompt,
             outputs=node_output_fields(self.spec, node),
+            schema=self.spec.output_json_schema(node.id),
             settings=settings,
             attempt=self.attempt,
             item=item,

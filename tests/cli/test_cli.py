@@ -134,3 +134,45 @@ def test_queue_mode_without_postgresql_is_a_clear_usage_error(tmp_path: Path) ->
     assert result.returncode == 2
     assert "EXECUTION=queue needs PostgreSQL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_what_cannot_run_here_naming_it_and_its_line(
+    empty_db: str, tmp_path: Path
+) -> None:
+    text = (ROOT / "examples/order_totals.yaml").read_text()
+    docker = tmp_path / "docker.yaml"
+    docker.write_text(
+        text.replace("sandbox: {preset: low, timeout: 10}", "sandbox: {mode: docker}")
+    )
+    result = cli("run", str(docker), "--input", "order_json={}", url=empty_db)
+    assert result.returncode == 2
+    line = text.splitlines().index("    sandbox: {preset: low, timeout: 10}") + 1
+    assert f"docker.yaml:{line}: nodes[add_up].sandbox: " in result.stderr
+    assert "docker" in result.stderr and "Traceback" not in result.stderr
+    shell = tmp_path / "shell.yaml"
+    shell.write_text(text.replace("tools: [json_parse]", "tools: [shell]"))
+    result = cli("run", str(shell), "--input", "order_json={}", url=empty_db)
+    assert result.returncode == 2
+    assert "nodes[parse].tools[0]" in result.stderr and "CA_ENABLED_TOOLS=shell" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_takes_the_original_flags_and_quoted_inputs(empty_db: str, tmp_path: Path) -> None:
+    unknown = tmp_path / "extra.yaml"
+    unknown.write_text(
+        (ROOT / "examples/echo.yaml").read_text() + "x-team: ops\nobservability_extra: 1\n"
+    )
+    result = cli(
+        "run",
+        str(unknown),
+        "-v",
+        "--enable-profiling",
+        "--input",
+        "message='hi there'",
+        url=empty_db,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["reply"] == "Repeat exactly: hi there"
+    assert "--enable-profiling changes nothing here" in result.stderr
+    assert "warning: " in result.stderr and "'observability_extra'" in result.stderr
+    assert "x-team" not in result.stderr

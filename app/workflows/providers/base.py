@@ -38,6 +38,8 @@ class LLMRequest:
     attempt: int = 1
     item: Any = None
     tools: Tools | None = None
+    # The JSON Schema of the answer: an object with one required key per output.
+    schema: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

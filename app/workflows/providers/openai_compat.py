@@ -18,7 +18,7 @@ import openai
 from app.errors import InvalidInputs
 from app.workflows.providers.base import MAX_TOOL_ROUNDS, LLMRequest, LLMResult, ProviderError
 from app.workflows.providers.policy import ProviderPolicy
-from app.workflows.types import check_value, json_schema, type_of
+from app.workflows.types import check_value, type_of
 
 __all__ = ["ENDPOINTS", "OpenAICompatibleProvider"]
 
@@ -140,7 +140,7 @@ class OpenAICompatibleProvider:
         if settings.get("max_tokens") is not None:
             kwargs["max_tokens"] = settings["max_tokens"]
         if not plain:
-            schema = _output_schema(request)
+            schema = request.schema
             messages.insert(
                 0,
                 {
@@ -326,12 +326,3 @@ def _tool_calls(response: Any) -> list[Any]:
 
 def _is_plain_text(request: LLMRequest) -> bool:
     return len(request.outputs) == 1 and type_of(request.outputs[0].spec).kind == "str"
-
-
-def _output_schema(request: LLMRequest) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {out.name: json_schema(out.spec, out.description) for out in request.outputs},
-        "required": [out.name for out in request.outputs],
-        "additionalProperties": False,
-    }
