@@ -31,6 +31,7 @@ from pydantic import AliasChoices, BaseModel, ValidationError
 
 from app.errors import InvalidInputs, SpecInvalid, SpecIssue
 from app.workflows.prompts import find_placeholders, input_reference
+from app.workflows.sandbox import compile_problems
 from app.workflows.spec import MOCK_ONLY_KEYS, RESERVED_NODE_IDS, EdgeSpec, WorkflowSpec
 from app.workflows.types import TypeRef, check_value, describe_value, is_compatible, parse_type
 
@@ -771,6 +772,12 @@ def _validate(
         warnings.append(
             located.issue(path, "ignored: it only observes or tunes a run in the original")
         )
+    for i, node in enumerate(spec.nodes):
+        # The original refuses such code only when it runs; say so before.
+        for problem in compile_problems(node.code) if node.code is not None else []:
+            warnings.append(
+                located.issue(("nodes", i, "code"), f"{problem}: every run of it will fail")
+            )
     return spec
 
 

@@ -284,6 +284,13 @@ async def test_hostile_code_fails_cleanly_with_its_reason(code: str, reason: str
     assert [s["node_id"] for s in recorder.steps if not s.get("tool")] == ["add"]
 
 
+def test_validate_warns_about_code_the_sandbox_refuses() -> None:
+    text = textwrap.dedent(CODE).replace("result = inputs['total'] * 2", "import os")
+    (warning,) = read_workflow_text(text).warnings
+    assert warning.where == "nodes[double].code"
+    assert warning.message == "not allowed: import of os (line 1): every run of it will fail"
+
+
 def test_a_sandbox_this_server_cannot_give_refuses_the_run() -> None:
     text = CODE.replace("sandbox: {preset: low, timeout: 5}", "sandbox: {mode: docker}")
     loaded = read_workflow_text(textwrap.dedent(text), "coder.yaml")
