@@ -14,7 +14,8 @@ import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from app.errors import (
@@ -33,6 +34,7 @@ from app.errors import (
 from app.services.scheduling import Scheduler
 from app.services.supervisor import RunSupervisor
 from app.store.bulk import expected_cost
+from app.store.counts import RunCounts, run_counts
 from app.store.dbtime import retrying
 from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
 from app.store.processes import ProcessView
@@ -126,6 +128,16 @@ def _as_text(value: Any) -> str:
     if isinstance(value, str | int | float):
         return str(value)
     return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+@dataclass(frozen=True)
+class PageCounts:
+    """The filter bar's counts, and the page's place: runs `start` to `start + n - 1` of
+    `total`."""
+
+    counts: RunCounts
+    start: int
+    total: int
 
 
 @dataclass(frozen=True)
@@ -773,6 +785,18 @@ class RunService:
 
     async def workflow_names(self) -> list[str]:
         return await self.store.workflow_names()
+
+    async def counts(self, filters: RunFilters, page: RunPage | None = None) -> PageCounts:
+        """Runs by status for the filters' workflow and time, and where `page` starts
+        among the runs the filters match (1 for the newest)."""
+        counts = await run_counts(filters)
+        start = 1
+        if page is not None and page.runs and (page.prev_cursor or page.next_cursor):
+            # The runs newer than the page's first one, counted the same way.
+            newest = page.runs[0].created_at + timedelta(microseconds=1)
+            newer = await run_counts(replace(filters, since=newest))
+            start = newer.matching(filters.status) + 1
+        return PageCounts(counts, start, counts.matching(filters.status))
 
     async def queue_stats(self) -> Any:
         return await self.queue_store.stats() if self.queue_store is not None else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from litestar import Controller, Request, get
@@ -86,6 +86,7 @@ async def _stream(
     watch: Watch,
     since: Any,
     template: str,
+    fresh: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     **context: Any,
 ) -> AsyncIterator[ServerSentEventMessage]:
     clock = request.app.state.clock
@@ -119,7 +120,11 @@ async def _stream(
                 continue
             now = clock()
             rows = [(run.id, ROWS.html(request, run, now, operate)) for run in update.rows]
-            html = _render(request, template, update=update, rows=rows, now=now, **context)
+            # What every message brings up to date (the list's counts), read once per message.
+            more = await fresh() if fresh is not None else {}
+            html = _render(
+                request, template, update=update, rows=rows, now=now, **context, **more
+            )
             yield ServerSentEventMessage(data=html.strip() or None, id=stamp_token(update.stamp))
     except Exception:
         # A database blip: end the stream; the browser comes back in a second with
@@ -127,6 +132,18 @@ async def _stream(
         log.warning("a live stream failed; the browser will reconnect", exc_info=True)
     finally:
         sub.close()
+
+
+def _links(query: ListQuery) -> dict[str, Any]:
+    """The page's own query, as its links keep it (see runs/_table.html)."""
+    filters = query.filters
+    return {
+        "status": filters.status,
+        "workflow": filters.workflow,
+        "q": filters.id_prefix,
+        "since": query.since,
+        "limit": query.limit if query.limit != 50 else None,
+    }
 
 
 def provide_live(request: Request[Any, Any, Any]) -> LiveHub:
@@ -152,6 +169,7 @@ class LiveController(Controller):
         self,
         request: Request[Any, Any, Any],
         live: NamedDependency[LiveHub],
+        runs: NamedDependency[RunService],
         list_query: NamedDependency[ListQuery],
         shown: FromQuery[str | None] = None,
         at: FromQuery[str | None] = None,
@@ -164,6 +182,11 @@ class LiveController(Controller):
             if len(i) in (8, 36) and all(c in HEX for c in i.lower())
         )
         watch = Watch(filters=list_query.filters, shown=ids, newer_than=parse_stamp(at))
+        filters = list_query.filters
+
+        async def counts() -> dict[str, Any]:
+            return {"counts": await runs.counts(filters)}
+
         return ServerSentEvent(
             _stream(
                 request,
@@ -171,7 +194,9 @@ class LiveController(Controller):
                 watch,
                 _since(request, at),
                 "runs/_live_list.html",
-                filters=list_query.filters,
+                counts,
+                filters=filters,
+                query=_links(list_query),
             ),
             headers={"X-Accel-Buffering": "no"},
         )

@@ -227,6 +227,7 @@ class RunController(Controller):
             return Response(page_json(page, inputs), media_type=MediaType.JSON)
         context = {
             "page": page,
+            "counts": await runs.counts(query.filters, page),
             "filters": query.filters,
             "since_text": query.since,
             "limit": query.limit,

@@ -1,0 +1,132 @@
+"""How many runs a filter matches, by status, with their tokens and cost: read from the
+`run_count` table that triggers keep (see its migration), never by counting the runs.
+
+Counters are kept per hour the runs were created in. A time range takes the whole hours
+inside it from the counters and counts the runs of its partial first and last hour
+directly (along the index on `created_at`), so the figures are exact for any range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.store.models import RunFilters
+from app.store.tables import RUN_STATUSES, WorkflowRun
+
+__all__ = ["RunCounts", "run_counts"]
+
+HOUR = 3600
+ALL_TIME = -1
+_FINISHED = "('completed', 'failed', 'cancelled')"
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """Runs by status; `tokens` and `cost_usd` of the finished ones."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    def matching(self, status: str | None) -> int:
+        """How many runs the list shows with this status filter (all when None)."""
+        return self.by_status.get(status, 0) if status else self.total
+
+
+def _add(into: dict[str, list[Any]], rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        sums = into.setdefault(row["status"], [0, 0, 0.0])
+        sums[0] += int(row["runs"] or 0)
+        sums[1] += int(row["tokens"] or 0)
+        sums[2] += float(row["cost_usd"] or 0.0)
+
+
+async def _from_counters(
+    workflow: str | None, first_hour: int, end_hour: int | None
+) -> list[dict[str, Any]]:
+    where = ["hour = {}" if first_hour == ALL_TIME else "hour >= {}"]
+    args: list[Any] = [first_hour]
+    if end_hour is not None:
+        where.append("hour < {}")
+        args.append(end_hour)
+    if workflow:
+        where.append("workflow_name = {}")
+        args.append(workflow)
+    rows: list[dict[str, Any]] = await WorkflowRun.raw(
+        "SELECT status, sum(runs) AS runs, sum(tokens) AS tokens, sum(cost_usd) AS cost_usd"
+        f" FROM run_count WHERE {' AND '.join(where)} GROUP BY status",
+        *args,
+    )
+    return rows
+
+
+async def _from_runs(
+    workflow: str | None, since: datetime | None, until: datetime | None, terms: list[Any]
+) -> list[dict[str, Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        where.append("created_at >= {}")
+        args.append(since)
+    if until is not None:
+        where.append("created_at < {}")
+        args.append(until)
+    if workflow:
+        where.append("workflow_name = {}")
+        args.append(workflow)
+    for sql, values in terms:
+        where.append(sql)
+        args.extend(values)
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    rows: list[dict[str, Any]] = await WorkflowRun.raw(
+        "SELECT status, count(*) AS runs,"
+        f" sum(CASE WHEN status IN {_FINISHED} THEN total_tokens ELSE 0 END) AS tokens,"
+        f" sum(CASE WHEN status IN {_FINISHED} THEN total_cost_usd ELSE 0 END) AS cost_usd"
+        f" FROM workflow_run{condition} GROUP BY status",
+        *args,
+    )
+    return rows
+
+
+def _at(hour: int) -> datetime:
+    return datetime.fromtimestamp(hour * HOUR, tz=UTC)
+
+
+async def run_counts(filters: RunFilters) -> RunCounts:
+    """Runs by status for the workflow and time range of `filters` (its status does not
+    narrow them: the counts say what each status filter would show)."""
+    from app.store.runs import filter_sql
+
+    sums: dict[str, list[Any]] = {}
+    workflow = filters.workflow
+    since, until = filters.since, filters.until
+    if filters.id_prefix:
+        # A run-id prefix is a range of the primary key: counted where it is.
+        terms = filter_sql(RunFilters(id_prefix=filters.id_prefix))
+        if terms is not None:
+            _add(sums, await _from_runs(workflow, since, until, terms))
+    elif since is None and until is None:
+        _add(sums, await _from_counters(workflow, ALL_TIME, None))
+    else:
+        first = math.ceil(since.timestamp() / HOUR) if since else 0
+        end = math.floor(until.timestamp() / HOUR) if until else None
+        if end is not None and end <= first:
+            _add(sums, await _from_runs(workflow, since, until, []))
+        else:
+            _add(sums, await _from_counters(workflow, first, end))
+            if since is not None and since < _at(first):
+                _add(sums, await _from_runs(workflow, since, _at(first), []))
+            if until is not None and end is not None and _at(end) < until:
+                _add(sums, await _from_runs(workflow, _at(end), until, []))
+    return RunCounts(
+        by_status={s: sums[s][0] for s in RUN_STATUSES if sums.get(s, [0])[0]},
+        tokens=sum(v[1] for v in sums.values()),
+        cost_usd=sum(v[2] for v in sums.values()),
+    )
