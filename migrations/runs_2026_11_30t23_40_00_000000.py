@@ -4,7 +4,10 @@ from piccolo.engine.postgres import PostgresEngine
 
 ID = "2026-11-30T23:40:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "run_count: runs, tokens and cost per workflow, status and hour, kept by triggers"
+DESCRIPTION = (
+    "run_count: runs, tokens and cost per workflow, status and hour, and the failed runs"
+    " that need attention, kept by triggers"
+)
 
 # The filter bar's counts and totals are read from here, not counted per page view: one
 # row per (hour the runs were created, workflow, status), plus hour -1 for all time.
@@ -56,15 +59,66 @@ _CHANGED = (
     "(SELECT o.* FROM {old} o JOIN {new} n ON n.id = o.id"
     " WHERE o.status IS DISTINCT FROM n.status) AS {alias}"
 )
+
+
+def _pg_attention(rows: str, sign: str) -> str:
+    """`needs attention` deltas: `rows` (a query of created_at, workflow_name) count as
+    failed runs with no restart, the failed tips of their lineages."""
+    hour = "floor(extract(epoch FROM created_at) / 3600)::bigint"
+    return (
+        f"SELECT {hour} AS hour, workflow_name, 'attention' AS status, {sign}1 AS runs,"
+        f" 0 AS tokens, 0 AS cost_usd FROM ({rows}) AS a UNION ALL SELECT -1,"
+        f" workflow_name, 'attention', {sign}1, 0, 0 FROM ({rows}) AS b"
+    )
+
+
+_NO_RESTART = "NOT EXISTS (SELECT 1 FROM workflow_run r WHERE r.restarted_from = {row}.id)"
+# A deleted run's restart may go in the same statement: it still counted then.
+_NO_RESTART_BEFORE = (
+    _NO_RESTART + " AND NOT EXISTS (SELECT 1 FROM old_rows r WHERE r.restarted_from = {row}.id)"
+)
+_TIP = "SELECT x.created_at, x.workflow_name FROM {table} x WHERE x.status = 'failed' AND {cond}"
+_RESTARTED_TIP = (
+    "SELECT o.created_at, o.workflow_name FROM {table} x JOIN workflow_run o"
+    " ON o.id = x.restarted_from WHERE o.status = 'failed'"
+)
 POSTGRES = [
-    _pg_function("run_count_insert", _pg_rows("new_rows", "")),
-    _pg_function("run_count_delete", _pg_rows("old_rows", "-")),
+    _pg_function(
+        "run_count_insert",
+        _pg_rows("new_rows", "")
+        + " UNION ALL "
+        + _pg_attention(_TIP.format(table="new_rows", cond=_NO_RESTART.format(row="x")), "")
+        + " UNION ALL "
+        + _pg_attention(_RESTARTED_TIP.format(table="new_rows"), "-"),
+    ),
+    _pg_function(
+        "run_count_delete",
+        _pg_rows("old_rows", "-")
+        + " UNION ALL "
+        + _pg_attention(_TIP.format(table="old_rows", cond=_NO_RESTART_BEFORE.format(row="x")), "-")
+        + " UNION ALL "
+        + _pg_attention(_RESTARTED_TIP.format(table="old_rows"), ""),
+    ),
     _pg_function(
         "run_count_update",
         _pg_rows(_CHANGED.format(old="old_rows", new="new_rows", alias="o"), "-")
         + " UNION ALL "
-        + _pg_rows(
-            _CHANGED.format(old="new_rows", new="old_rows", alias="n"), ""
+        + _pg_rows(_CHANGED.format(old="new_rows", new="old_rows", alias="n"), "")
+        + " UNION ALL "
+        + _pg_attention(
+            _TIP.format(
+                table=_CHANGED.format(old="old_rows", new="new_rows", alias="c").removesuffix(" AS c"),
+                cond=_NO_RESTART.format(row="x"),
+            ),
+            "-",
+        )
+        + " UNION ALL "
+        + _pg_attention(
+            _TIP.format(
+                table=_CHANGED.format(old="new_rows", new="old_rows", alias="c").removesuffix(" AS c"),
+                cond=_NO_RESTART.format(row="x"),
+            ),
+            "",
         ),
     ),
     "CREATE TRIGGER run_count_insert AFTER INSERT ON workflow_run REFERENCING NEW TABLE AS"
@@ -86,16 +140,54 @@ def _sqlite_values(row: str, sign: str) -> str:
     )
 
 
-_SQLITE_INSERT = "INSERT INTO run_count (hour, workflow_name, status, runs, tokens, cost_usd) VALUES "
+_SQLITE_INSERT = (
+    "INSERT INTO run_count (hour, workflow_name, status, runs, tokens, cost_usd) VALUES "
+)
+
+
+def _sqlite_attention(row: str, sign: str, condition: str) -> str:
+    hour = f"CAST(strftime('%s', {row}.created_at) AS INTEGER) / 3600"
+    return (
+        "INSERT INTO run_count (hour, workflow_name, status, runs, tokens, cost_usd)"
+        f" SELECT h, {row}.workflow_name, 'attention', {sign}1, 0, 0 FROM"
+        f" (SELECT {hour} AS h UNION ALL SELECT -1) WHERE {condition}{UPSERT};"
+    )
+
+
+def _sqlite_restarted(row: str, sign: str) -> str:
+    # The original of a restart stops (or starts again) needing attention.
+    hour = "CAST(strftime('%s', o.created_at) AS INTEGER) / 3600"
+    return (
+        "INSERT INTO run_count (hour, workflow_name, status, runs, tokens, cost_usd)"
+        f" SELECT h.h, o.workflow_name, 'attention', {sign}1, 0, 0 FROM workflow_run o,"
+        f" (SELECT {hour} AS h FROM workflow_run o WHERE o.id = {row}.restarted_from"
+        " UNION ALL SELECT -1) AS h"
+        f" WHERE o.id = {row}.restarted_from AND o.status = 'failed'{UPSERT};"
+    )
+
+
+def _tip(row: str) -> str:
+    return (
+        f"{row}.status = 'failed' AND NOT EXISTS"
+        f" (SELECT 1 FROM workflow_run r WHERE r.restarted_from = {row}.id)"
+    )
+
+
 SQLITE = [
     "CREATE TRIGGER IF NOT EXISTS run_count_insert AFTER INSERT ON workflow_run BEGIN"
-    f" {_SQLITE_INSERT}{_sqlite_values('NEW', '')}{UPSERT}; END",
+    f" {_SQLITE_INSERT}{_sqlite_values('NEW', '')}{UPSERT};"
+    f" {_sqlite_attention('NEW', '', _tip('NEW'))}"
+    f" {_sqlite_restarted('NEW', '-')} END",
     "CREATE TRIGGER IF NOT EXISTS run_count_update AFTER UPDATE OF status ON workflow_run"
     " WHEN OLD.status IS NOT NEW.status BEGIN"
     f" {_SQLITE_INSERT}{_sqlite_values('OLD', '-')}{UPSERT};"
-    f" {_SQLITE_INSERT}{_sqlite_values('NEW', '')}{UPSERT}; END",
+    f" {_SQLITE_INSERT}{_sqlite_values('NEW', '')}{UPSERT};"
+    f" {_sqlite_attention('OLD', '-', _tip('OLD'))}"
+    f" {_sqlite_attention('NEW', '', _tip('NEW'))} END",
     "CREATE TRIGGER IF NOT EXISTS run_count_delete AFTER DELETE ON workflow_run BEGIN"
-    f" {_SQLITE_INSERT}{_sqlite_values('OLD', '-')}{UPSERT}; END",
+    f" {_SQLITE_INSERT}{_sqlite_values('OLD', '-')}{UPSERT};"
+    f" {_sqlite_attention('OLD', '-', _tip('OLD'))}"
+    f" {_sqlite_restarted('OLD', '')} END",
 ]
 
 
@@ -106,6 +198,15 @@ def _backfill(hour: str) -> str:
         "INSERT INTO run_count (hour, workflow_name, status, runs, tokens, cost_usd)"
         f" SELECT {hour}, workflow_name, status, count(*), {tokens}, {cost} FROM workflow_run"
         f" GROUP BY 1, 2, 3"
+    )
+
+
+def _backfill_attention(hour: str) -> str:
+    return (
+        "INSERT INTO run_count (hour, workflow_name, status, runs, tokens, cost_usd)"
+        f" SELECT {hour}, workflow_name, 'attention', count(*), 0, 0 FROM workflow_run w"
+        " WHERE status = 'failed' AND NOT EXISTS"
+        " (SELECT 1 FROM workflow_run r WHERE r.restarted_from = w.id) GROUP BY 1, 2"
     )
 
 
@@ -122,8 +223,9 @@ async def forwards():
             if pg
             else "CAST(strftime('%s', created_at) AS INTEGER) / 3600"
         )
-        await db.run_ddl(_backfill(hour))
-        await db.run_ddl(_backfill("-1"))
+        for bucket in (hour, "-1"):
+            await db.run_ddl(_backfill(bucket))
+            await db.run_ddl(_backfill_attention(bucket))
         for statement in POSTGRES if pg else SQLITE:
             await db.run_ddl(statement)
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.store.models import RunFilters
-from app.store.tables import RUN_STATUSES, WorkflowRun
+from app.store.runs import filter_sql, no_restart
+from app.store.tables import ATTENTION, RUN_STATUSES, WorkflowRun
 
 __all__ = ["RunCounts", "run_counts"]
 
@@ -30,6 +31,8 @@ class RunCounts:
     by_status: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
     cost_usd: float = 0.0
+    # Failed runs never restarted (also counted as failed).
+    attention: int = 0
 
     @property
     def total(self) -> int:
@@ -37,6 +40,8 @@ class RunCounts:
 
     def matching(self, status: str | None) -> int:
         """How many runs the list shows with this status filter (all when None)."""
+        if status == ATTENTION:
+            return self.attention
         return self.by_status.get(status, 0) if status else self.total
 
 
@@ -84,12 +89,15 @@ async def _from_runs(
     for sql, values in terms:
         where.append(sql)
         args.extend(values)
-    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    condition = " AND ".join(where) or "TRUE"
     rows: list[dict[str, Any]] = await WorkflowRun.raw(
         "SELECT status, count(*) AS runs,"
         f" sum(CASE WHEN status IN {_FINISHED} THEN total_tokens ELSE 0 END) AS tokens,"
         f" sum(CASE WHEN status IN {_FINISHED} THEN total_cost_usd ELSE 0 END) AS cost_usd"
-        f" FROM workflow_run{condition} GROUP BY status",
+        f" FROM workflow_run WHERE {condition} GROUP BY status"
+        f" UNION ALL SELECT '{ATTENTION}', count(*), 0, 0 FROM workflow_run"
+        f" WHERE {condition} AND status = 'failed' AND {no_restart('workflow_run.')}",
+        *args,
         *args,
     )
     return rows
@@ -102,8 +110,6 @@ def _at(hour: int) -> datetime:
 async def run_counts(filters: RunFilters) -> RunCounts:
     """Runs by status for the workflow and time range of `filters` (its status does not
     narrow them: the counts say what each status filter would show)."""
-    from app.store.runs import filter_sql
-
     sums: dict[str, list[Any]] = {}
     workflow = filters.workflow
     since, until = filters.since, filters.until
@@ -129,4 +135,5 @@ async def run_counts(filters: RunFilters) -> RunCounts:
         by_status={s: sums[s][0] for s in RUN_STATUSES if sums.get(s, [0])[0]},
         tokens=sum(v[1] for v in sums.values()),
         cost_usd=sum(v[2] for v in sums.values()),
+        attention=sums.get(ATTENTION, [0])[0],
     )

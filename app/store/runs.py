@@ -28,7 +28,7 @@ from app.store.models import (
     RunSummary,
     StepView,
 )
-from app.store.tables import ACTIVE_STATUSES, StepRun, WorkflowRun
+from app.store.tables import ACTIVE_STATUSES, ATTENTION, StepRun, WorkflowRun
 
 __all__ = ["ClaimedRun", "DuplicateRestart", "RunStore"]
 
@@ -226,7 +226,10 @@ def filter_sql(filters: RunFilters, alias: str = "") -> list[tuple[str, list[Any
     actions share it, so "the runs matching these filters" is one thing."""
     at = f"{alias}." if alias else ""
     terms: list[tuple[str, list[Any]]] = []
-    if filters.status:
+    if filters.status == ATTENTION:
+        own = at or "workflow_run."
+        terms.append((f"{at}status = 'failed' AND {no_restart(own)}", []))
+    elif filters.status:
         terms.append((f"{at}status = {{}}", [filters.status]))
     if filters.workflow:
         terms.append((f"{at}workflow_name = {{}}", [filters.workflow]))
@@ -240,6 +243,11 @@ def filter_sql(filters: RunFilters, alias: str = "") -> list[tuple[str, list[Any
     if filters.until:
         terms.append((f"{at}created_at < {{}}", [filters.until]))
     return terms
+
+
+def no_restart(at: str) -> str:
+    """SQL: the run at `at` ("workflow_run." or "alias.") was never restarted."""
+    return f"NOT EXISTS (SELECT 1 FROM workflow_run r WHERE r.restarted_from = {at}id)"
 
 
 def _filter_conditions(filters: RunFilters) -> list[Any] | None:

@@ -18,7 +18,9 @@ from piccolo.table import Table
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "ATTENTION",
     "RUN_STATUSES",
+    "STATUS_FILTERS",
     "TERMINAL_STATUSES",
     "AuditEntry",
     "RestartBatch",
@@ -31,6 +33,10 @@ __all__ = [
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ACTIVE_STATUSES = ("pending", "running")
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+# A list filter beside the statuses: failed runs never restarted, the failed tips of
+# their lineages: the work an operator has not done yet.
+ATTENTION = "attention"
+STATUS_FILTERS = (ATTENTION, *RUN_STATUSES)
 
 
 class WorkflowRun(Table, tablename="workflow_run"):

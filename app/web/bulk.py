@@ -20,7 +20,7 @@ from litestar.response import Redirect
 
 from app.errors import InvalidSelection, RunNotFound
 from app.services.bulk import BulkResult, BulkService, Selection
-from app.services.runs import RUN_STATUSES, RunFilters
+from app.services.runs import STATUS_FILTERS, RunFilters
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
 from app.web.render import answer_format, template
@@ -95,8 +95,8 @@ def _filters(raw: Any, now: Any) -> RunFilters:
             + ", ".join(sorted(_FILTER_KEYS))
         )
     status = (raw.get("status") or "").strip() or None
-    if status is not None and status not in RUN_STATUSES:
-        raise InvalidSelection(f"status {status!r} is not one of: {', '.join(RUN_STATUSES)}")
+    if status is not None and status not in STATUS_FILTERS:
+        raise InvalidSelection(f"status {status!r} is not one of: {', '.join(STATUS_FILTERS)}")
     q = (raw.get("q") or "").strip() or None
     if q is not None and (len(q) > 36 or any(c not in "0123456789abcdefABCDEF-" for c in q)):
         raise InvalidSelection(f"q {q!r} is not the start of a run id (hex digits and dashes)")

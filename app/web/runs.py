@@ -22,7 +22,7 @@ from litestar.response import Redirect
 
 from app.errors import AppError
 from app.services.live import stamp_token
-from app.services.runs import RUN_STATUSES, Cursor, RunFilters, RunService
+from app.services.runs import STATUS_FILTERS, Cursor, RunFilters, RunService
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
 from app.web.render import answer_format, row_target, template
@@ -160,8 +160,8 @@ def _filters(
     since: datetime | None = None,
 ) -> RunFilters:
     status = (status or "").strip() or None
-    if status is not None and status not in RUN_STATUSES:
-        raise InvalidQuery(f"status {status!r} is not one of: {', '.join(RUN_STATUSES)}")
+    if status is not None and status not in STATUS_FILTERS:
+        raise InvalidQuery(f"status {status!r} is not one of: {', '.join(STATUS_FILTERS)}")
     q = (q or "").strip() or None
     if q is not None and (len(q) > 36 or any(c not in "0123456789abcdefABCDEF-" for c in q)):
         raise InvalidQuery(f"q {q!r} is not the start of a run id (hex digits and dashes)")

@@ -21,6 +21,7 @@ FINISHED = ("completed", "failed", "cancelled")
 async def _direct(filters: RunFilters) -> RunCounts:
     runs = await WorkflowRun.select(
         WorkflowRun.id,
+        WorkflowRun.restarted_from,
         WorkflowRun.status,
         WorkflowRun.workflow_name,
         WorkflowRun.created_at,
@@ -28,7 +29,8 @@ async def _direct(filters: RunFilters) -> RunCounts:
         WorkflowRun.total_cost_usd,
     )
     by: dict[str, int] = {}
-    tokens, cost = 0, 0.0
+    tokens, cost, attention = 0, 0.0, 0
+    restarted = {run["restarted_from"] for run in runs}
     for run in runs:
         if filters.workflow and run["workflow_name"] != filters.workflow:
             continue
@@ -42,12 +44,16 @@ async def _direct(filters: RunFilters) -> RunCounts:
         if run["status"] in FINISHED:
             tokens += run["total_tokens"]
             cost += run["total_cost_usd"]
-    return RunCounts(by_status=by, tokens=tokens, cost_usd=cost)
+        attention += run["status"] == "failed" and run["id"] not in restarted
+    return RunCounts(by_status=by, tokens=tokens, cost_usd=cost, attention=attention)
 
 
 def _same(a: RunCounts, b: RunCounts) -> bool:
     return (
-        a.by_status == b.by_status and a.tokens == b.tokens and abs(a.cost_usd - b.cost_usd) < 1e-9
+        a.by_status == b.by_status
+        and a.tokens == b.tokens
+        and abs(a.cost_usd - b.cost_usd) < 1e-9
+        and a.attention == b.attention
     )
 
 
@@ -60,6 +66,21 @@ async def _seed(count: int, rng: random.Random) -> None:
             workflow_name=rng.choice(["echo", "routed", "paid"]),
             tokens=rng.randrange(0, 500),
             cost_usd=rng.randrange(0, 100) / 1000,
+        )
+
+
+async def _restart_some(rng: random.Random, first: int) -> None:
+    """Restart a third of the failed runs; some restarts fail again."""
+    failed = await WorkflowRun.select(WorkflowRun.id, WorkflowRun.created_at).where(
+        WorkflowRun.status == "failed"
+    )
+    for n, run in enumerate(failed[::3], start=first):
+        await make_run(
+            n,
+            created_at=run["created_at"] + timedelta(minutes=5),
+            status=rng.choice(["failed", "completed", "pending"]),
+            restarted_from=str(run["id"]),
+            attempt=2,
         )
 
 
@@ -80,6 +101,7 @@ def _filters(rng: random.Random) -> RunFilters:
 async def test_counts_match_counting_the_runs_for_any_filter(empty_db: str) -> None:
     rng = random.Random(14)
     await _seed(300, rng)
+    await _restart_some(rng, 1000)
     checked = 0
     for _ in range(60):
         filters = _filters(rng)
@@ -95,6 +117,7 @@ async def test_counts_follow_status_changes_progress_bulk_inserts_and_deletes(
 ) -> None:
     rng = random.Random(15)
     await _seed(40, rng)
+    await _restart_some(rng, 1000)
     everything = RunFilters()
     first_day = RunFilters(since=START + timedelta(minutes=30), until=START + timedelta(days=1))
 
@@ -126,6 +149,9 @@ async def test_counts_follow_status_changes_progress_bulk_inserts_and_deletes(
     )
     await check()
     await WorkflowRun.delete().where(WorkflowRun.workflow_name == "routed")
+    await check()
+    # A restart that could not be scheduled is deleted: its original needs attention again.
+    await WorkflowRun.delete().where(WorkflowRun.attempt == 2)
     await check()
     await WorkflowRun.delete(force=True)
     assert (await run_counts(everything)).total == 0

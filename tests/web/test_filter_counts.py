@@ -7,9 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 from bs4 import BeautifulSoup
-from factories import make_run
-from support import FROZEN_NOW
+from factories import fixed_id, make_run
+from support import FROZEN_NOW, JSON
 
+DASH = "\u2013"  # between the first and last run of a page
 STATUSES = ["failed"] * 7 + ["completed"] * 50 + ["running"] * 3 + ["cancelled"] * 2
 
 
@@ -28,10 +29,11 @@ async def _seed() -> None:
 def _counts(html: str) -> dict[str, str]:
     strip = BeautifulSoup(html, "html.parser").select_one("#run-counts")
     assert strip is not None
-    return {
-        a.get_text(" ", strip=True).split(" ")[0]: a.get_text(" ", strip=True).split(" ")[1]
-        for a in strip.select("a")
-    }
+    found = {}
+    for link in strip.select("a"):
+        *name, value = link.get_text(" ", strip=True).split(" ")
+        found[" ".join(name)] = value
+    return found
 
 
 async def test_counts_per_status_total_and_position(client: Any) -> None:
@@ -39,6 +41,7 @@ async def test_counts_per_status_total_and_position(client: Any) -> None:
     page = await client.get("/workflows")
     assert _counts(page.text) == {
         "all": "124",
+        "needs attention": "14",
         "failed": "14",
         "running": "6",
         "pending": "0",
@@ -46,7 +49,7 @@ async def test_counts_per_status_total_and_position(client: Any) -> None:
         "cancelled": "4",
     }
     soup = BeautifulSoup(page.text, "html.parser")
-    assert soup.select_one(".pager .position").get_text() == "1–50 of 124"
+    assert soup.select_one(".pager .position").get_text() == f"1{DASH}50 of 124"
     # Finished runs only: 118 of them, 10 tokens and a cent each.
     assert "1,180 tokens, $1.18" in soup.select_one("#run-counts .totals").get_text(" ", strip=True)
     failed = soup.select_one("#run-counts a.count-failed")["href"]
@@ -54,11 +57,11 @@ async def test_counts_per_status_total_and_position(client: Any) -> None:
 
     older = soup.select_one('a[data-page="next"]')["href"]
     second = BeautifulSoup((await client.get(older)).text, "html.parser")
-    assert second.select_one(".pager .position").get_text() == "51–100 of 124"
+    assert second.select_one(".pager .position").get_text() == f"51{DASH}100 of 124"
     third = BeautifulSoup(
         (await client.get(second.select_one('a[data-page="next"]')["href"])).text, "html.parser"
     )
-    assert third.select_one(".pager .position").get_text() == "101–124 of 124"
+    assert third.select_one(".pager .position").get_text() == f"101{DASH}124 of 124"
 
 
 async def test_counts_follow_the_workflow_and_time_filters(client: Any) -> None:
@@ -70,4 +73,36 @@ async def test_counts_follow_the_workflow_and_time_filters(client: Any) -> None:
     counts = _counts(hour.text)
     assert counts["all"] == "20"
     position = BeautifulSoup(hour.text, "html.parser").select_one(".pager .position")
-    assert position.get_text() == f"1–{counts['completed']} of {counts['completed']}"
+    assert position.get_text() == f"1{DASH}{counts['completed']} of {counts['completed']}"
+
+
+async def test_needs_attention_lists_failed_runs_not_restarted(client: Any) -> None:
+    await make_run(1, created_at=FROZEN_NOW - timedelta(minutes=1), status="failed")
+    await make_run(2, created_at=FROZEN_NOW - timedelta(minutes=2), status="failed")
+    await make_run(3, created_at=FROZEN_NOW - timedelta(minutes=3), status="completed")
+    # Run 2 was restarted and failed again: the restart is what needs attention now.
+    await make_run(
+        4,
+        created_at=FROZEN_NOW - timedelta(seconds=30),
+        status="failed",
+        restarted_from=fixed_id(2),
+        attempt=2,
+    )
+    shown = await client.get("/workflows?status=attention", headers=JSON)
+    assert [r["id"] for r in shown.json()["runs"]] == [fixed_id(4), fixed_id(1)]
+    page = await client.get("/workflows?status=attention")
+    assert "<title>Runs · needs attention" in page.text
+    assert _counts(page.text)["needs attention"] == "2"
+    assert _counts(page.text)["failed"] == "3"  # the failed filter keeps its plain meaning
+
+    # Run 1's restart completes: nothing needs attention there any more.
+    await make_run(
+        5,
+        created_at=FROZEN_NOW - timedelta(seconds=10),
+        status="completed",
+        restarted_from=fixed_id(1),
+        attempt=2,
+    )
+    shown = await client.get("/workflows?status=attention", headers=JSON)
+    assert [r["id"] for r in shown.json()["runs"]] == [fixed_id(4)]
+    assert _counts((await client.get("/workflows")).text)["needs attention"] == "1"
