@@ -54,11 +54,8 @@ def _pg_function(name: str, parts: str) -> str:
     )
 
 
-# Only the rows whose status changed: progress updates leave the counters alone.
-_CHANGED = (
-    "(SELECT o.* FROM {old} o JOIN {new} n ON n.id = o.id"
-    " WHERE o.status IS DISTINCT FROM n.status) AS {alias}"
-)
+# The row before or after a status change, as a one-row table.
+_ROW = "(SELECT ({row}).*) AS {alias}"
 
 
 def _pg_attention(rows: str, sign: str) -> str:
@@ -77,7 +74,7 @@ _NO_RESTART = "NOT EXISTS (SELECT 1 FROM workflow_run r WHERE r.restarted_from =
 _NO_RESTART_BEFORE = (
     _NO_RESTART + " AND NOT EXISTS (SELECT 1 FROM old_rows r WHERE r.restarted_from = {row}.id)"
 )
-_TIP = "SELECT x.created_at, x.workflow_name FROM {table} x WHERE x.status = 'failed' AND {cond}"
+_TIP = "SELECT x.created_at, x.workflow_name FROM {table} WHERE x.status = 'failed' AND {cond}"
 _RESTARTED_TIP = (
     "SELECT o.created_at, o.workflow_name FROM {table} x JOIN workflow_run o"
     " ON o.id = x.restarted_from WHERE o.status = 'failed'"
@@ -87,7 +84,7 @@ POSTGRES = [
         "run_count_insert",
         _pg_rows("new_rows", "")
         + " UNION ALL "
-        + _pg_attention(_TIP.format(table="new_rows", cond=_NO_RESTART.format(row="x")), "")
+        + _pg_attention(_TIP.format(table="new_rows x", cond=_NO_RESTART.format(row="x")), "")
         + " UNION ALL "
         + _pg_attention(_RESTARTED_TIP.format(table="new_rows"), "-"),
     ),
@@ -95,36 +92,32 @@ POSTGRES = [
         "run_count_delete",
         _pg_rows("old_rows", "-")
         + " UNION ALL "
-        + _pg_attention(_TIP.format(table="old_rows", cond=_NO_RESTART_BEFORE.format(row="x")), "-")
+        + _pg_attention(_TIP.format(table="old_rows x", cond=_NO_RESTART_BEFORE.format(row="x")), "-")
         + " UNION ALL "
         + _pg_attention(_RESTARTED_TIP.format(table="old_rows"), ""),
     ),
+    # Row-level and only on a change of status: a progress update, the most frequent
+    # write, does not run it at all.
     _pg_function(
         "run_count_update",
-        _pg_rows(_CHANGED.format(old="old_rows", new="new_rows", alias="o"), "-")
+        _pg_rows(_ROW.format(row="OLD", alias="o"), "-")
         + " UNION ALL "
-        + _pg_rows(_CHANGED.format(old="new_rows", new="old_rows", alias="n"), "")
+        + _pg_rows(_ROW.format(row="NEW", alias="n"), "")
         + " UNION ALL "
         + _pg_attention(
-            _TIP.format(
-                table=_CHANGED.format(old="old_rows", new="new_rows", alias="c").removesuffix(" AS c"),
-                cond=_NO_RESTART.format(row="x"),
-            ),
+            _TIP.format(table=_ROW.format(row="OLD", alias="x"), cond=_NO_RESTART.format(row="x")),
             "-",
         )
         + " UNION ALL "
         + _pg_attention(
-            _TIP.format(
-                table=_CHANGED.format(old="new_rows", new="old_rows", alias="c").removesuffix(" AS c"),
-                cond=_NO_RESTART.format(row="x"),
-            ),
+            _TIP.format(table=_ROW.format(row="NEW", alias="x"), cond=_NO_RESTART.format(row="x")),
             "",
         ),
     ),
     "CREATE TRIGGER run_count_insert AFTER INSERT ON workflow_run REFERENCING NEW TABLE AS"
     " new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_count_insert()",
-    "CREATE TRIGGER run_count_update AFTER UPDATE ON workflow_run REFERENCING OLD TABLE AS"
-    " old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_count_update()",
+    "CREATE TRIGGER run_count_update AFTER UPDATE OF status ON workflow_run FOR EACH ROW"
+    " WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION run_count_update()",
     "CREATE TRIGGER run_count_delete AFTER DELETE ON workflow_run REFERENCING OLD TABLE AS"
     " old_rows FOR EACH STATEMENT EXECUTE FUNCTION run_count_delete()",
 ]
