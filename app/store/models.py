@@ -137,6 +137,25 @@ class RunDetail:
     restarted_as_runs: tuple[RunSummary, ...] = ()
     # A restart with edited inputs: (field, before, after) against the original's.
     inputs_diff: tuple[tuple[str, Any, Any], ...] = ()
+    # The whole chain the run belongs to, from the original run to the latest attempt.
+    attempts: tuple[Attempt, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a lineage, as the run page lists them."""
+
+    id: str
+    attempt: int
+    status: str
+    created_at: datetime
+    total_tokens: int
+    total_cost_usd: float
+    restart_mode: str | None = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
 
 
 @dataclass(frozen=True)

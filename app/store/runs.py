@@ -20,6 +20,7 @@ from piccolo.columns.combination import WhereRaw
 
 from app.store.dbtime import db_ago, db_now, is_postgres, retrying
 from app.store.models import (
+    Attempt,
     Cursor,
     Executor,
     RunDetail,
@@ -902,6 +903,40 @@ class RunStore:
                 for s in steps
             ),
             restarted_as_runs=(_summary(child),) if child is not None else (),
+            attempts=await self._lineage(parsed),
+        )
+
+    async def _lineage(self, run: uuid.UUID) -> tuple[Attempt, ...]:
+        """The chain of `run`, root first: up its `restarted_from` links to the original,
+        then down the restarts (one per run, so a path). One query; a run that was
+        never restarted nor is a restart has no chain to show."""
+        rows = await WorkflowRun.raw(
+            "WITH RECURSIVE up(id, parent, depth) AS ("
+            " SELECT id, restarted_from, 0 FROM workflow_run WHERE id = {}"
+            " UNION ALL SELECT w.id, w.restarted_from, up.depth + 1 FROM up"
+            " JOIN workflow_run w ON w.id = up.parent WHERE up.depth < 10000),"
+            " root AS (SELECT id FROM up ORDER BY depth DESC LIMIT 1),"
+            " down(id, depth) AS (SELECT id, 0 FROM root"
+            " UNION ALL SELECT w.id, down.depth + 1 FROM down"
+            " JOIN workflow_run w ON w.restarted_from = down.id WHERE down.depth < 10000)"
+            " SELECT r.id, r.attempt, r.status, r.created_at, r.total_tokens,"
+            " r.total_cost_usd, r.restart_mode FROM down JOIN workflow_run r ON r.id = down.id"
+            " ORDER BY down.depth",
+            run,
+        )
+        if len(rows) < 2:
+            return ()
+        return tuple(
+            Attempt(
+                id=str(r["id"]),
+                attempt=r["attempt"],
+                status=r["status"],
+                created_at=r["created_at"],
+                total_tokens=r["total_tokens"] or 0,
+                total_cost_usd=float(r["total_cost_usd"] or 0.0),
+                restart_mode=r["restart_mode"],
+            )
+            for r in rows
         )
 
     async def get_snapshot(self, run_id: str) -> tuple[RunSummary, Any, dict[str, Any]] | None:

@@ -90,6 +90,8 @@ class RunDetail(Run):
     history: list[AuditEntry]
     # A restart with edited inputs: each field that differs from the original's.
     inputs_diff: NotRequired[list[dict[str, Any]]]
+    # A run of a lineage: every attempt from the original run to the latest, in order.
+    attempts: NotRequired[list[dict[str, Any]]]
 
 
 class RunList(TypedDict):

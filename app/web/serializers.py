@@ -78,6 +78,19 @@ def detail_json(detail: RunDetail) -> dict[str, Any]:
             {"field": name, "before": before, "after": after}
             for name, before, after in detail.inputs_diff
         ]
+    if detail.attempts:
+        body["attempts"] = [
+            {
+                "id": a.id,
+                "attempt": a.attempt,
+                "status": a.status,
+                "created_at": iso(a.created_at),
+                "total_tokens": a.total_tokens,
+                "total_cost_usd": a.total_cost_usd,
+                "restart_mode": a.restart_mode,
+            }
+            for a in detail.attempts
+        ]
     body["config_snapshot"] = detail.config_snapshot
     return body
 
