@@ -54,6 +54,20 @@ def _pg_function(name: str, parts: str) -> str:
     )
 
 
+# What the counters read of a run. Its tokens and cost count once it has finished, so a
+# running run's progress (its most frequent write) never runs the update trigger.
+_COUNTED = "status, created_at, workflow_name, total_tokens, total_cost_usd"
+
+
+def _changed(differs: str) -> str:
+    return (
+        f"OLD.status {differs} NEW.status OR OLD.created_at {differs} NEW.created_at"
+        f" OR OLD.workflow_name {differs} NEW.workflow_name OR (NEW.status IN {FINISHED}"
+        f" AND (OLD.total_tokens {differs} NEW.total_tokens"
+        f" OR OLD.total_cost_usd {differs} NEW.total_cost_usd))"
+    )
+
+
 # The row before or after a status change, as a one-row table.
 _ROW = "(SELECT ({row}).*) AS {alias}"
 
@@ -116,8 +130,8 @@ POSTGRES = [
     ),
     "CREATE TRIGGER run_count_insert AFTER INSERT ON workflow_run REFERENCING NEW TABLE AS"
     " new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_count_insert()",
-    "CREATE TRIGGER run_count_update AFTER UPDATE OF status ON workflow_run FOR EACH ROW"
-    " WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION run_count_update()",
+    f"CREATE TRIGGER run_count_update AFTER UPDATE OF {_COUNTED} ON workflow_run FOR EACH ROW"
+    f" WHEN ({_changed('IS DISTINCT FROM')}) EXECUTE FUNCTION run_count_update()",
     "CREATE TRIGGER run_count_delete AFTER DELETE ON workflow_run REFERENCING OLD TABLE AS"
     " old_rows FOR EACH STATEMENT EXECUTE FUNCTION run_count_delete()",
 ]
@@ -171,8 +185,8 @@ SQLITE = [
     f" {_SQLITE_INSERT}{_sqlite_values('NEW', '')}{UPSERT};"
     f" {_sqlite_attention('NEW', '', _tip('NEW'))}"
     f" {_sqlite_restarted('NEW', '-')} END",
-    "CREATE TRIGGER IF NOT EXISTS run_count_update AFTER UPDATE OF status ON workflow_run"
-    " WHEN OLD.status IS NOT NEW.status BEGIN"
+    f"CREATE TRIGGER IF NOT EXISTS run_count_update AFTER UPDATE OF {_COUNTED} ON workflow_run"
+    f" WHEN {_changed('IS NOT')} BEGIN"
     f" {_SQLITE_INSERT}{_sqlite_values('OLD', '-')}{UPSERT};"
     f" {_SQLITE_INSERT}{_sqlite_values('NEW', '')}{UPSERT};"
     f" {_sqlite_attention('OLD', '-', _tip('OLD'))}"

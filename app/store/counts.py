@@ -134,6 +134,7 @@ async def run_counts(filters: RunFilters) -> RunCounts:
     return RunCounts(
         by_status={s: sums[s][0] for s in RUN_STATUSES if sums.get(s, [0])[0]},
         tokens=sum(v[1] for v in sums.values()),
-        cost_usd=sum(v[2] for v in sums.values()),
+        # Counters that went up and down again hold float residue (-1e-18, -0.0).
+        cost_usd=round(sum(v[2] for v in sums.values()), 9) + 0.0,
         attention=sums.get(ATTENTION, [0])[0],
     )

@@ -116,7 +116,7 @@ def assert_restarted(page: Page, original: str, answer: Response) -> None:
     expect(target.locator(".spinner")).to_have_count(0)
     expect(target).not_to_have_class(re.compile(r"\bis-restarting\b"))
     expect(row(page, new_id).locator(".badge")).to_have_text("completed", timeout=OUTCOME_TIMEOUT)
-    expect(row(page, new_id).locator(".attempt")).to_have_text("#2")
+    expect(row(page, new_id).locator(".attempt")).to_have_text("attempt 2 of 2")
 
 
 def test_restart_by_mouse(page: Page, runs: dict[int, str]) -> None:

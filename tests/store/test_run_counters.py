@@ -150,6 +150,11 @@ async def test_counts_follow_status_changes_progress_bulk_inserts_and_deletes(
     await check()
     await WorkflowRun.delete().where(WorkflowRun.workflow_name == "routed")
     await check()
+    # What the counters read, changed in place (a repair, a test backdating a run).
+    await WorkflowRun.update(
+        {WorkflowRun.created_at: START + timedelta(days=2), WorkflowRun.total_cost_usd: 0.5}
+    ).where(WorkflowRun.status == "completed")
+    await check()
     # A restart that could not be scheduled is deleted: its original needs attention again.
     await WorkflowRun.delete().where(WorkflowRun.attempt == 2)
     await check()
