@@ -345,6 +345,47 @@
     return target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName);
   }
 
+  // -- copying a run's id ---------------------------------------------------------------
+
+  // Without the Clipboard API (a plain-HTTP address other than localhost, a refused
+  // permission): show the full id at the top of the page, selected (the live stream
+  // does not redraw it there), and try the older way; Ctrl+C still copies it.
+  function selectForCopy(id) {
+    const box = document.getElementById("alerts");
+    if (!box) return false;
+    const note = document.createElement("p");
+    note.className = "alert alert-info";
+    const holder = Object.assign(document.createElement("span"), { className: "mono run-id", textContent: id });
+    note.append("Run id: ", holder);
+    box.replaceChildren(note);
+    setTimeout(() => note.remove(), 15000);
+    const range = document.createRange();
+    range.selectNodeContents(holder);
+    const selection = getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    try {
+      return document.execCommand("copy");
+    } catch {
+      return false;
+    }
+  }
+
+  async function copyId(id) {
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(id);
+      copied = true;
+    } catch {
+      copied = selectForCopy(id);
+    }
+    for (const button of document.querySelectorAll(`[data-copy-id="${CSS.escape(id)}"]`)) {
+      button.classList.add("is-copied");
+      setTimeout(() => button.classList.remove("is-copied"), 1500);
+    }
+    announce(copied ? `Copied the id of run ${short(id)}.` : `The id of run ${short(id)} is selected: copy it with Ctrl+C.`);
+  }
+
   // -- times that tick -----------------------------------------------------------------
 
   function relative(ms) {
@@ -577,6 +618,14 @@
         else askConfirm(control.form);
         break;
       }
+      case "i": {
+        const id = detail ? detail.dataset.runId : selectedRow()?.dataset.runId;
+        if (!id && !rows().length) return;
+        event.preventDefault();
+        if (id) copyId(id);
+        else announce("Select a run first (j or k), then press i to copy its id.", true);
+        break;
+      }
       case "x":
         if (togglePick(selectedRow())) event.preventDefault();
         break;
@@ -657,6 +706,13 @@
 
   document.addEventListener("click", (event) => {
     const target = event.target instanceof Element ? event.target : null;
+    const copy = target?.closest("[data-copy-id]");
+    if (copy) {
+      const row = copy.closest("#runs-body tr.run");
+      if (row) select(row, false);
+      copyId(copy.dataset.copyId);
+      return;
+    }
     const box = target?.closest("input[data-pick]");
     if (box) {
       const row = box.closest("tr.run");

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from litestar import Request, Response
 from litestar.enums import MediaType
@@ -67,11 +67,30 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return response
 
 
+def _came_from(request: Request[Any, Any, Any]) -> str:
+    """Where to return after signing in: the page asked for, with its query string; for
+    htmx, the page the request came from (not the fragment's URL). The login page
+    accepts only a local path."""
+    path, query = request.url.path, request.url.query
+    current = request.headers.get("hx-current-url")
+    if current and answer_format(request) == "htmx":
+        try:
+            page = urlsplit(current)
+        except ValueError:
+            page = None
+        if page is not None and page.netloc == request.headers.get("host", ""):
+            path, query = page.path, page.query
+    elif "text/event-stream" in request.headers.get("accept", ""):
+        query = ""  # a live stream's query (the runs on its page) is no page to return to
+    # A long query would make the sign-in address too long to accept.
+    return path + (f"?{query}" if query and len(query) <= 600 else "")
+
+
 def _answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     status, code, title, message = _describe(exc)
     fmt = answer_format(request)
     if status == 401 and fmt != "json":
-        target = f"/login?{urlencode({'next': request.url.path})}"
+        target = f"/login?{urlencode({'next': _came_from(request)})}"
         if fmt == "htmx" or "text/event-stream" in request.headers.get("accept", ""):
             return Response("", status_code=401, headers={"HX-Redirect": target})
         return Redirect(target, status_code=303)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from litestar import Controller, Request, get, post
 from litestar.enums import RequestEncodingType
@@ -17,8 +18,10 @@ __all__ = ["LoginController"]
 
 
 def _local(target: str | None) -> str:
-    """Only a path on this site: an absolute or scheme-relative URL would be an open redirect."""
-    # Browsers read a backslash as a slash (`/\\evil.example` is `//evil.example`).
+    """Only a path on this site, with its query string: an absolute or scheme-relative
+    URL would be an open redirect."""
+    # Browsers read a backslash as a slash (`/\\evil.example` is `//evil.example`) and
+    # drop tabs and newlines (`/\t/evil.example`).
     if (
         not target
         or not target.startswith("/")
@@ -26,6 +29,12 @@ def _local(target: str | None) -> str:
         or "\\" in target
         or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
     ):
+        return "/workflows"
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "/workflows"
+    if parts.scheme or parts.netloc:
         return "/workflows"
     return target
 
