@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from app.errors import AppError, InvalidInputs, SpecInvalid
+from app.logs import configure_logging
 from app.settings import Settings
 
 __all__ = ["main"]
@@ -279,10 +280,12 @@ def _is_loopback(host: str) -> bool:
 )
 def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from app.web.app import create_app
 
     settings = _settings(host=host, port=port)
+    json_logs = configure_logging(settings.log_format)
     if not _is_loopback(host) and not settings.auth_enabled:
         if not allow_remote_without_auth:
             raise click.UsageError(
@@ -320,6 +323,9 @@ def serve(host: str, port: int, demo: bool, allow_remote_without_auth: bool) -> 
         # X-Forwarded-Proto/-For only from the TLS proxies named in CA_TRUSTED_PROXIES.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
+        # JSON: uvicorn's records go through ours, and the app logs each request itself.
+        log_config=None if json_logs else LOGGING_CONFIG,
+        access_log=not json_logs,
     )
 
 
@@ -342,6 +348,7 @@ def worker(concurrency: int) -> None:
     from app.store import db
 
     settings = _settings(execution="queue")
+    configure_logging(settings.log_format)
 
     async def go() -> None:
         db.configure(settings.database_url)

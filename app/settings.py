@@ -146,6 +146,11 @@ class Settings:
     bulk_max_runs: int = 10_000
     # The embedded mode: how many runs of a bulk restart execute at once in the dashboard.
     local_concurrency: int = 8
+    # A bearer token that may read GET /metrics and nothing else (for a Prometheus scraper).
+    metrics_token: str = ""
+    # "text": logging as it always was (warnings, plain, on stderr); "json": one JSON
+    # object per line, with an event per run state change and per request.
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -156,6 +161,8 @@ class Settings:
             "execution": env.get("EXECUTION", "inprocess").strip().lower() or "inprocess",
             "allowed_hosts": _split(env.get("CA_ALLOWED_HOSTS")),
             "trusted_proxies": _split(env.get("CA_TRUSTED_PROXIES")),
+            "metrics_token": env.get("CA_METRICS_TOKEN", "").strip(),
+            "log_format": env.get("CA_LOG_FORMAT", "text").strip().lower() or "text",
             **read_tokens(env),
         }
         for name, key in (
@@ -184,6 +191,10 @@ class Settings:
                 "CA_SECRET must be at least 32 characters of random data: use e.g. "
                 "`openssl rand -hex 32`"
             )
+        if self.metrics_token and (why := weak_token_reason(self.metrics_token)):
+            raise ValueError(f"CA_METRICS_TOKEN {why}: use e.g. `openssl rand -hex 24`")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"CA_LOG_FORMAT={self.log_format!r}: use text (default) or json")
         if self.execution not in ("inprocess", "queue"):
             raise ValueError(f"EXECUTION={self.execution!r}: use inprocess (default) or queue")
         if self.execution == "queue" and not self.is_postgres:

@@ -93,9 +93,11 @@ class BulkService:
         batch_id = str(uuid.uuid4())
         batch = self._batch(batch_id, "restart", actor, selection, idempotency_key, digest)
         batch |= {"matched": preview.matched, "max_cost_usd": cap}
+        workflows: dict[str, str] = {}  # for the new runs' events
 
         def check(candidates: list[Candidate], estimate: float) -> None:
             # Again inside the transaction, over exactly the runs it will restart.
+            workflows.update((c.id, c.workflow_name) for c in candidates)
             self._check_size(len(candidates), "restart")
             self._check_cap(estimate, cap)
             answer["restartable"] = len(candidates)
@@ -116,6 +118,8 @@ class BulkService:
             assert earlier is not None
             return earlier
         new_ids = [new for new, _ in created]
+        for new, old in created:
+            self.runs.metrics.run_created(new, workflows.get(old), None)
         if new_ids:
             await self._schedule(new_ids)
         return BulkResult(answer, tuple(new_ids))
@@ -138,7 +142,10 @@ class BulkService:
         except Exception:
             # The runs exist and are pending: the queue's reconciler (or the embedded
             # mode's sweep) executes them. Nothing is lost by answering.
+            self.runs.metrics.restart("bulk", "failed_to_schedule")
             log.exception("could not schedule %d restarted run(s) at once", len(run_ids))
+        else:
+            self.runs.metrics.restart("bulk", "created")
 
     async def cancel(
         self,
@@ -194,6 +201,7 @@ class BulkService:
             return earlier
         scheduler = self.runs.scheduler
         for run_id, status in cancelled:
+            self.runs.metrics.run_changed(run_id, workflow=None, before=status, after="cancelled")
             if status == "running" and scheduler is not None:
                 try:
                     await scheduler.cancelled(run_id)
@@ -208,15 +216,17 @@ class BulkService:
 
     def _check_size(self, count: int, verb: str) -> None:
         if count > self.max_runs:
+            if verb == "restart":
+                self.runs.metrics.restart("bulk", "refused")
             raise InvalidSelection(
                 f"the selection has more than {self.max_runs:,} runs to {verb}; narrow the"
                 " filter (status, workflow, time) or raise CA_BULK_MAX_RUNS",
                 code="too_many_runs",
             )
 
-    @staticmethod
-    def _check_cap(estimate: float, cap: float | None) -> None:
+    def _check_cap(self, estimate: float, cap: float | None) -> None:
         if cap is not None and cents(estimate) > cents(cap):
+            self.runs.metrics.restart("bulk", "refused")
             raise OverSpendCap(
                 f"restarting these runs is estimated to cost ${estimate:,.2f}, over the"
                 f" cap of ${cap:,.2f}: nothing was restarted",

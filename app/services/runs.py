@@ -20,6 +20,7 @@ from typing import Any
 
 from app.errors import (
     AlreadyRestarted,
+    AppError,
     InputsTooLarge,
     InvalidInputs,
     RunNotCancellable,
@@ -31,6 +32,7 @@ from app.errors import (
     SpecInvalid,
     WorkflowNotRunnable,
 )
+from app.services.metrics import Metrics
 from app.services.scheduling import Scheduler
 from app.services.supervisor import RunSupervisor
 from app.store.bulk import expected_cost
@@ -39,7 +41,7 @@ from app.store.dbtime import retrying
 from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
 from app.store.processes import ProcessView
 from app.store.runs import DuplicateRestart, RunStore
-from app.store.tables import RUN_STATUSES
+from app.store.tables import RUN_STATUSES, STATUS_FILTERS
 from app.workflows.executor import (
     Replay,
     ReusedStep,
@@ -55,6 +57,7 @@ from app.workflows.spec import WorkflowSpec
 
 __all__ = [
     "RUN_STATUSES",
+    "STATUS_FILTERS",
     "Cursor",
     "RestartPlan",
     "RestartResult",
@@ -176,8 +179,10 @@ class _StoreRecorder:
         owner: str,
         on_step: StepCallback | None,
         supervisor: RunSupervisor,
+        metrics: Metrics | None = None,
     ):
         self.store = store
+        self.metrics = metrics
         self.run_id = run_id
         self.owner = owner
         self.on_step = on_step
@@ -208,6 +213,8 @@ class _StoreRecorder:
                 **result,
             }
         )
+        if self.metrics is not None:
+            self.metrics.node_finished(self.run_id, node_id, result)
         if self._steps:
             await self.flush()
         await self._notify(node_id, result["status"], {"item_index": item_index, **result})
@@ -293,6 +300,7 @@ class RunService:
         max_inputs_bytes: int = 64 * 1024,
         queue_store: Any = None,
         provider_policy: ProviderPolicy | None = None,
+        metrics: Metrics | None = None,
     ):
         self.store = store
         self.supervisor = supervisor
@@ -303,6 +311,7 @@ class RunService:
         self.max_inputs_bytes = max_inputs_bytes
         self.queue_store = queue_store
         self.provider_policy = provider_policy or ProviderPolicy.from_env()
+        self.metrics = metrics or Metrics()
 
     @property
     def creator(self) -> str | None:
@@ -321,7 +330,7 @@ class RunService:
             )
         validate_inputs(spec, inputs)
         self.check_runnable(spec)
-        return await self.store.create_run(
+        run_id = await self.store.create_run(
             workflow_name=spec.flow.name,
             snapshot=spec.snapshot(),
             inputs=dict(inputs),
@@ -329,6 +338,8 @@ class RunService:
             steps_total=len(spec.nodes),
             owner=self.creator,
         )
+        self.metrics.run_created(run_id, spec.flow.name, 1)
+        return run_id
 
     def check_runnable(self, spec: WorkflowSpec, *, run: RunSummary | None = None) -> None:
         """Refuse a workflow that cannot run here as it says (WorkflowNotRunnable)."""
@@ -361,7 +372,7 @@ class RunService:
         """
         if self.supervisor.draining:
             return None
-        with self.supervisor.executing(run_id):
+        with self.supervisor.executing(run_id), self.metrics.executing(run_id):
             return await self._execute(run_id, on_step)
 
     async def _claim(self, run_id: str, owner: str) -> Any:
@@ -380,7 +391,8 @@ class RunService:
         claimed = await self._claim(run_id, owner)
         if claimed is None:
             return None
-        recorder = _StoreRecorder(self.store, run_id, owner, on_step, self.supervisor)
+        self.metrics.run_claimed(run_id, claimed.snapshot, claimed.attempt)
+        recorder = _StoreRecorder(self.store, run_id, owner, on_step, self.supervisor, self.metrics)
         try:
             try:
                 spec = workflow_from_snapshot(claimed.snapshot)
@@ -450,17 +462,21 @@ class RunService:
         return None
 
     async def _finish(self, run_id: str, owner: str, **outcome: Any) -> bool:
-        return await retrying(
+        finished = await retrying(
             lambda: self.store.finish(run_id, owner=owner, **outcome),
             what=f"recording the end of run {run_id}",
             within=self.supervisor.stale_after,
         )
+        if finished:
+            self.metrics.run_ended(run_id, outcome["status"], outcome.get("error_type"))
+        return finished
 
     async def _hand_back(self, run_id: str, owner: str) -> None:
         released = await retrying(
             lambda: self.store.release(run_id, owner), what=f"handing back run {run_id}"
         )
         if released:
+            self.metrics.run_ended(run_id, "pending")
             log.warning("handed back run %s: it starts again on another process", run_id)
             if self.scheduler is not None:
                 await self.scheduler.handed_back(run_id)
@@ -510,7 +526,11 @@ class RunService:
         RunNotResumable, InvalidInputs (400, naming the field), SnapshotUnusable, or
         SchedulingFailed (and then no new run is left behind).
         """
-        plan = await self.plan_restart(run_id, inputs=inputs, resume=resume)
+        try:
+            plan = await self.plan_restart(run_id, inputs=inputs, resume=resume)
+        except AppError:
+            self.metrics.restart("single", "refused")
+            raise
         original = plan.original
         attempt = original.attempt + 1
         try:
@@ -527,15 +547,18 @@ class RunService:
                 resume_from=plan.resume_from,
             )
         except DuplicateRestart:
+            self.metrics.restart("single", "refused")
             raise await self._already_restarted(original) from None
         try:
             assert self.scheduler is not None, "RunService has no scheduler"
             work = await self.scheduler.schedule(new_id)
         except Exception as exc:
             await self.store.delete_run(new_id)
+            self.metrics.restart("single", "failed_to_schedule")
             raise SchedulingFailed(
                 f"run {original.short_id} could not be scheduled: {exc}", run=original
             ) from exc
+        self.metrics.run_created(new_id, original.workflow_name, attempt, restart="single")
         return RestartResult(
             original=original, run_id=new_id, attempt=attempt, work=work, plan=plan
         )
@@ -730,6 +753,14 @@ class RunService:
                 " can be cancelled",
                 run=summary,
             )
+        self.metrics.run_changed(
+            run_id,
+            workflow=summary.workflow_name,
+            before=summary.status,
+            after="cancelled",
+            attempt=summary.attempt,
+            error_type="Cancelled",
+        )
         if self.scheduler is not None:
             try:
                 await self.scheduler.cancelled(run_id)

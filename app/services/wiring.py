@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app.services.metrics import Metrics
 from app.services.runs import RunService
 from app.services.scheduling import InProcessScheduler, Scheduler
 from app.services.supervisor import RunSupervisor
@@ -71,6 +72,10 @@ def build_services(
         local_concurrency=settings.local_concurrency,
     )
     queued = settings.execution == "queue" and kind != "cli"
+    queue_name: str | None = None
+    if queued:
+        from app.services.queue import QUEUE as queue_name
+    metrics = Metrics(queue=queue_name)
     runs = RunService(
         store,
         supervisor,
@@ -79,6 +84,7 @@ def build_services(
         # `run` executes a file its user gave on their own machine; every other process
         # executes stored workflows that anyone who can start a run wrote.
         provider_policy=ProviderPolicy.from_env(trust_workflow=kind == "cli"),
+        metrics=metrics,
     )
     queue_app = None
     if queued:

@@ -16,6 +16,7 @@ from litestar import Litestar, get
 from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
+from litestar.logging.config import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -40,6 +41,8 @@ from app.web.errors import exception_handlers
 from app.web.formatting import FILTERS, build_url
 from app.web.live import LiveController
 from app.web.login import LoginController
+from app.web.metrics import metrics
+from app.web.request_log import RequestLogMiddleware
 from app.web.runs import RunController
 from app.web.security import MAX_BODY_BYTES, SecurityHeadersMiddleware, request_limits
 from app.web.workers import WorkersController
@@ -193,6 +196,7 @@ def create_app(
             LoginController,
             WorkersController,
             AuditController,
+            metrics,
             create_static_files_router(
                 path="/static", directories=[ROOT / "static"], include_in_schema=False
             ),
@@ -208,12 +212,15 @@ def create_app(
                 "bulk": services.bulk,
                 "clock": clock,
                 "access": AccessService(settings),
+                "metrics": runs.metrics,
             }
         ),
         exception_handlers=exception_handlers,
         guards=[request_limits, authenticate],
         middleware=[
             DefineMiddleware(SecurityHeadersMiddleware),
+            # Outermost: the duration covers everything the app does for the request.
+            *([RequestLogMiddleware] if settings.log_format == "json" else []),
         ],
         compression_config=CompressionConfig(backend="gzip", minimum_size=1000),
         # The whole Host header, port included: a rebinding page's host is never on it.
@@ -227,4 +234,7 @@ def create_app(
         ),
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
+        # JSON logs are set up by the process (app.logs), which Litestar's default
+        # setup (its own format on the root logger) would replace.
+        logging_config=None if settings.log_format == "json" else LoggingConfig(),
     )

@@ -23,6 +23,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from app.services.access import AccessService, Identity
+from app.web.metrics import METRICS_TOKEN_OPT, metrics_identity
 
 __all__ = [
     "COOKIE",
@@ -83,7 +84,9 @@ async def _check_csrf(request: Request[Any, Any, Any], expected: str) -> None:
         )
 
 
-async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def authenticate(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """The app-level guard, so it runs before every other: sets `request.state.identity`
     and `request.state.role`, or refuses the request."""
     # Guards are typed for any connection; the app has HTTP routes only (no websockets).
@@ -94,7 +97,11 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
     if not access.tokens.enabled:
         identity = access.open_identity()
     elif (header := request.headers.get("authorization", "")).lower().startswith("bearer "):
-        identity = access.bearer(header[7:].strip(), client_of(request))
+        token = header[7:].strip()
+        # CA_METRICS_TOKEN, on the one route that takes it (GET /metrics): not a failure.
+        if handler.opt.get(METRICS_TOKEN_OPT):
+            identity = metrics_identity(request, token)
+        identity = identity or access.bearer(token, client_of(request))
         if identity is None:
             raise NotAuthorizedException("the bearer token is not valid")
     elif cookie := request.cookies.get(SECURE_COOKIE) or request.cookies.get(COOKIE):
