@@ -122,9 +122,7 @@ async def _stream(
             rows = [(run.id, ROWS.html(request, run, now, operate)) for run in update.rows]
             # What every message brings up to date (the list's counts), read once per message.
             more = await fresh() if fresh is not None else {}
-            html = _render(
-                request, template, update=update, rows=rows, now=now, **context, **more
-            )
+            html = _render(request, template, update=update, rows=rows, now=now, **context, **more)
             yield ServerSentEventMessage(data=html.strip() or None, id=stamp_token(update.stamp))
     except Exception:
         # A database blip: end the stream; the browser comes back in a second with
