@@ -12,6 +12,9 @@ from bench.load import Server, Worker
 BACKEND = os.environ.get("CA_TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get("CA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 FROZEN_NOW = datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC)
+# The tokens of the `secured` app (tests/web/conftest.py).
+OPERATOR = "operator-token-0123456789"
+VIEWER = "viewer-token-0123456789ab"
 
 HX = {"HX-Request": "true"}
 JSON = {"Accept": "application/json"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,27 +10,10 @@ import pytest
 from bs4 import BeautifulSoup
 from factories import make_run
 from litestar.testing import AsyncTestClient
-from support import FROZEN_NOW, HX, JSON, app_settings, new_service
+from support import FROZEN_NOW, HX, JSON, OPERATOR, VIEWER, new_service
 
 from app.settings import read_tokens
 from app.store.tables import WorkflowRun
-from app.web.app import create_app
-
-OPERATOR = "operator-token-0123456789"
-VIEWER = "viewer-token-0123456789ab"
-
-
-@pytest.fixture
-async def secured(empty_db: str, clock: Any):
-    settings = dataclasses.replace(
-        app_settings(empty_db),
-        operator_tokens=(OPERATOR,),
-        viewer_tokens=(VIEWER,),
-        secret="a-test-secret-0123456789abcdefghij",
-    )
-    app = create_app(settings, clock=clock, migrate=False, pool=False)
-    async with AsyncTestClient(app=app) as client:
-        yield client
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -17,15 +17,13 @@ from factories import ECHO_SNAPSHOT, make_run
 from litestar.testing import AsyncTestClient
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
-from support import BACKEND, FROZEN_NOW, JSON, app_settings
+from support import BACKEND, FROZEN_NOW, JSON, OPERATOR, VIEWER, app_settings
 
 from app.logs import JsonFormatter
 from app.store.tables import WorkflowRun
 from app.web.app import create_app
 from app.workflows.loader import workflow_from_snapshot
 
-OPERATOR = "operator-token-0123456789"
-VIEWER = "viewer-token-0123456789ab"
 SCRAPER = "metrics-token-0123456789abc"
 PAID_SNAPSHOT = {
     **ECHO_SNAPSHOT,

@@ -4,34 +4,14 @@ sign-in page offers no navigation; every run's id can be copied."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 from bs4 import BeautifulSoup
 from factories import make_run
-from litestar.testing import AsyncTestClient
-from support import FROZEN_NOW, HX, app_settings
+from support import FROZEN_NOW, HX, OPERATOR, VIEWER
 
-from app.web.app import create_app
-
-OPERATOR = "small-things-operator-0123456789"
-VIEWER = "small-things-viewer-0123456789ab"
 FAILED = ("MockFailure", "configured to fail", "echo")
-
-
-@pytest.fixture
-async def secured(empty_db: str, clock: Any):
-    settings = dataclasses.replace(
-        app_settings(empty_db),
-        operator_tokens=(OPERATOR,),
-        viewer_tokens=(VIEWER,),
-        secret="a-test-secret-0123456789abcdefghij",
-    )
-    app = create_app(settings, clock=clock, migrate=False, pool=False)
-    async with AsyncTestClient(app=app) as client:
-        yield client
 
 
 def bearer(token: str) -> dict[str, str]:
