@@ -49,10 +49,11 @@
     }
   }
 
-  function store(key, value) {
+  function store(key, value, where) {
     try {
-      if (value === null) sessionStorage.removeItem(key);
-      else sessionStorage.setItem(key, value);
+      const storage = where || sessionStorage;
+      if (value === null) storage.removeItem(key);
+      else storage.setItem(key, value);
     } catch {
       // Storage off or full: outcomes go unannounced, nothing else breaks.
     }
@@ -418,6 +419,114 @@
     }
   }
 
+  // -- UTC or local time, the operator's choice (kept in this browser) -----------------
+
+  const ZONE = "ca-zone";
+  const UTC_STAMP = /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/;
+  let zone = "utc";
+  try {
+    zone = localStorage.getItem(ZONE) === "local" ? "local" : "utc";
+  } catch {
+    zone = "utc";
+  }
+
+  function localStamp(iso) {
+    const d = new Date(iso);
+    const p = (n) => String(n).padStart(2, "0");
+    const off = -d.getTimezoneOffset();
+    const sign = off >= 0 ? "+" : "-";
+    const hm = `${p(Math.floor(Math.abs(off) / 60))}:${p(Math.abs(off) % 60)}`;
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())} UTC${sign}${hm}`;
+  }
+
+  // The server writes absolute times in UTC; in local mode each one (a time's text,
+  // its title and floating label, a row's accessible name) is rewritten, the UTC
+  // original kept beside it to switch back.
+  function zoneTimes(root) {
+    for (const el of (root || document).querySelectorAll("time[datetime]")) {
+      if (el.dataset.zone === zone) continue;
+      const local = localStamp(el.getAttribute("datetime"));
+      for (const attr of ["title", "data-abs"]) {
+        const utc = el.getAttribute("data-utc-" + attr) ?? el.getAttribute(attr);
+        if (!utc || !UTC_STAMP.test(utc)) continue;
+        el.setAttribute("data-utc-" + attr, utc);
+        el.setAttribute(attr, zone === "local" ? local : utc);
+      }
+      if (!el.hasAttribute("data-rel")) {
+        const utc = el.dataset.utcText ?? el.textContent;
+        if (UTC_STAMP.test(utc)) {
+          el.dataset.utcText = utc;
+          el.textContent = zone === "local" ? local : utc;
+        }
+      }
+      const row = el.closest("tr.run[aria-label]");
+      if (row && el.closest("td.when")) {
+        const utc = row.dataset.utcLabel ?? row.getAttribute("aria-label");
+        row.dataset.utcLabel = utc;
+        row.setAttribute("aria-label", zone === "local" ? utc.replace(UTC_STAMP, local) : utc);
+      }
+      el.dataset.zone = zone;
+    }
+    const button = document.getElementById("zone-toggle");
+    if (button) {
+      button.setAttribute("aria-pressed", zone === "local" ? "true" : "false");
+      const name = button.querySelector("[data-zone-name]");
+      const text = zone === "local" ? "local" : "UTC";
+      if (name.textContent !== text) name.textContent = text;
+    }
+  }
+
+  function toggleZone() {
+    zone = zone === "local" ? "utc" : "local";
+    store(ZONE, zone === "local" ? "local" : null, localStorage);
+    zoneTimes(document);
+    announce(zone === "local" ? `Times are shown in local time (${localStamp(new Date().toISOString()).slice(20)}).` : "Times are shown in UTC.", true);
+  }
+
+  // -- a pinned default view (a cookie, so the server can open it at /workflows) -------
+
+  const PIN = "ca_view";
+  const PIN_KEYS = ["status", "workflow", "since", "q"];
+
+  function viewQuery(search) {
+    const params = new URLSearchParams(search);
+    const kept = new URLSearchParams();
+    for (const [key, value] of params) if (PIN_KEYS.includes(key) && value) kept.append(key, value);
+    return kept.toString();
+  }
+
+  function pinnedView() {
+    const found = document.cookie.split("; ").find((c) => c.startsWith(PIN + "="));
+    return found ? decodeURIComponent(found.slice(PIN.length + 1)) : "";
+  }
+
+  function syncPin() {
+    const button = document.getElementById("pin-view");
+    if (!button) return;
+    const here = viewQuery(location.search);
+    const pinned = pinnedView();
+    const isPinned = Boolean(pinned) && pinned === here;
+    // Only what changed: this runs on every redraw, and a write would be one more.
+    const text = isPinned ? "Default view (unpin)" : "Pin as default view";
+    if (button.textContent !== text) button.textContent = text;
+    button.setAttribute("aria-pressed", isPinned ? "true" : "false");
+    button.disabled = !here && !pinned;
+    button.title = here ? "Open Runs on this view from now on" : "Filter the list first, then pin it";
+  }
+
+  function togglePin() {
+    const here = viewQuery(location.search);
+    const isPinned = pinnedView() === here && here;
+    if (isPinned || !here) {
+      document.cookie = `${PIN}=; Path=/; Max-Age=0; SameSite=Lax`;
+      announce("Runs opens on every run again.", true);
+    } else {
+      document.cookie = `${PIN}=${encodeURIComponent(here)}; Path=/; Max-Age=31536000; SameSite=Lax`;
+      announce("Runs now opens on this view. Clear the filters to see every run.", true);
+    }
+    syncPin();
+  }
+
   function readSkew() {
     const meta = document.querySelector('meta[name="server-time"]');
     const at = meta && Date.parse(meta.content);
@@ -487,6 +596,9 @@
   });
 
   // A tab that was away too long is told to load its page again.
+  document.addEventListener("htmx:after:history:push", syncPin);
+  document.addEventListener("htmx:after:history:replace", syncPin);
+
   document.addEventListener("reload", () => {
     if (document.getElementById("runs-table")) {
       htmx.ajax("GET", location.pathname + location.search, { target: "#runs-table", swap: "outerHTML" });
@@ -651,6 +763,10 @@
       case ".":
         if (showNew()) event.preventDefault();
         break;
+      case "z":
+        event.preventDefault();
+        toggleZone();
+        break;
       case "u":
       case "Backspace":
         if (detail) {
@@ -742,6 +858,8 @@
       return;
     }
     if (target?.closest("[data-help-open]")) document.getElementById("help")?.showModal();
+    if (target?.closest("#zone-toggle")) toggleZone();
+    if (target?.closest("#pin-view")) togglePin();
     const row = target?.closest("#runs-body tr.run");
     if (row && !target.closest("a, button, form, .confirm")) select(row, true);
   });
@@ -813,11 +931,15 @@
       button?.focus({ preventScroll: true });
     }
     tick();
+    zoneTimes(document);
+    syncPin();
   }).observe(document.body, { childList: true, subtree: true });
 
   document.addEventListener("DOMContentLoaded", () => {
     readSkew();
     tick();
+    zoneTimes(document);
+    syncPin();
     setInterval(tick, 1000);
     const detail = document.getElementById("run-detail");
     let origin = null;

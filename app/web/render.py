@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode
 
 from litestar import Request
 from litestar.enums import MediaType
 from litestar.response import Template
 
-__all__ = ["Answer", "answer_format", "row_target", "template", "wants_row"]
+__all__ = ["Answer", "answer_format", "pinned_view", "row_target", "template", "wants_row"]
 
 Answer = Literal["html", "htmx", "json"]
 
@@ -40,3 +41,18 @@ def template(name: str, status_code: int = 200, **context: Any) -> Template:
     return Template(
         template_name=name, context=context, status_code=status_code, media_type=MediaType.HTML
     )
+
+
+# The view an operator pinned (app.js sets the cookie): only the list's filters, so the
+# redirect can only land on the run list.
+PIN_COOKIE = "ca_view"
+_PIN_KEYS = ("status", "workflow", "since", "q")
+
+
+def pinned_view(request: Request[Any, Any, Any]) -> str | None:
+    """The pinned view's query for a plain page load of the run list, else None."""
+    raw = request.cookies.get(PIN_COOKIE)
+    if not raw or request.url.query or answer_format(request) != "html":
+        return None
+    kept = [(k, v) for k, v in parse_qsl(raw)[:20] if k in _PIN_KEYS and v]
+    return urlencode(kept) or None

@@ -25,7 +25,7 @@ from app.services.live import stamp_token
 from app.services.runs import STATUS_FILTERS, Cursor, RunFilters, RunService
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
-from app.web.render import answer_format, row_target, template
+from app.web.render import answer_format, pinned_view, row_target, template
 from app.web.serializers import audit_json, detail_json, page_json, run_json
 
 __all__ = ["RunController"]
@@ -251,6 +251,9 @@ class RunController(Controller):
         list_query: NamedDependency[ListQuery],
     ) -> Response[Any]:
         """Runs newest first: the page, the table partial for htmx, or JSON."""
+        pinned = pinned_view(request)
+        if pinned:
+            return Redirect(f"/workflows?{pinned}", status_code=303)
         return await self._page(request, runs, list_query, partial=False)
 
     @get("/table", name="runs:table", summary="The run table partial", responses=schemas.LIST)

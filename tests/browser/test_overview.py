@@ -3,6 +3,7 @@ runs finish, and the "needs attention" view that drops a run once it is restarte
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -89,3 +90,65 @@ def test_needs_attention_drops_a_run_once_it_is_restarted(
     expect(rows).to_have_count(1)
     expect(page.locator(f"#run-{fixed_id(FAILED_B)}")).to_be_visible()
     expect(count(page, "count-attention")).to_have_text("1")
+
+
+def test_times_switch_between_utc_and_local_with_z(
+    new_page: NewPage, axe: Axe, seeded: None
+) -> None:
+    # A zone with an offset that is never zero and never whole hours.
+    page = new_page(timezone_id="Asia/Kolkata", bypass_csp=True)
+    page.goto("/workflows")
+    first = page.locator("#runs-body tr.run").first
+    when = first.locator("td.when time")
+    expect(when).to_have_attribute("data-abs", _utc_stamp())
+    expect(page.locator("#zone-toggle")).to_have_attribute("aria-pressed", "false")
+    page.keyboard.press("z")
+    expect(page.locator("#zone-toggle")).to_have_attribute("aria-pressed", "true")
+    expect(when).to_have_attribute("data-abs", _local_stamp())
+    expect(first).to_have_attribute("aria-label", _contains("+05:30"))
+    expect(page.locator("#live")).to_contain_text("local time")
+    axe(page, "the list in local time")
+    # The choice is kept: the next page and the run's own page are in local time.
+    page.reload()
+    expect(when).to_have_attribute("data-abs", _local_stamp())
+    first.locator("a").first.click()
+    expect(page.locator("#run-detail dd time").first).to_have_text(_local_stamp())
+    page.keyboard.press("z")
+    expect(page.locator("#run-detail dd time").first).to_have_text(_utc_stamp())
+
+
+def test_an_operator_pins_needs_attention_as_the_default_view(page: Page, seeded: None) -> None:
+    page.goto("/workflows")
+    pin = page.locator("#pin-view")
+    expect(pin).to_be_disabled()
+    page.locator("#run-counts a.count-attention").click()
+    expect(page).to_have_title("Runs · needs attention · Configurable Agents")
+    expect(pin).to_be_enabled()
+    pin.focus()
+    page.keyboard.press("Enter")
+    expect(pin).to_have_attribute("aria-pressed", "true")
+    # The brand and the Runs link now open on it.
+    page.locator("nav a", has_text="Runs").click()
+    expect(page).to_have_url(_contains("status=attention"))
+    expect(page.locator("#runs-body tr.run")).to_have_count(2)
+    # "all" still shows every run, and unpinning restores the plain list.
+    page.locator("#run-counts a").first.click()
+    expect(page.locator("#runs-body tr.run")).to_have_count(4)
+    page.goto("/workflows?status=attention")
+    page.locator("#pin-view").click()
+    expect(page.locator("#pin-view")).to_have_attribute("aria-pressed", "false")
+    page.goto("/workflows")
+    expect(page).to_have_url(_contains("/workflows"))
+    expect(page.locator("#runs-body tr.run")).to_have_count(4)
+
+
+def _contains(text: str) -> Any:
+    return re.compile(".*" + re.escape(text) + ".*")
+
+
+def _utc_stamp() -> Any:
+    return re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+
+
+def _local_stamp() -> Any:
+    return re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+05:30$")
