@@ -153,12 +153,23 @@ class QueueScheduler:
         Their job ids are not written back (10,000 more row updates): a job is found by
         its run's lock when the run is cancelled."""
         task = self.app.tasks[TASK]
-        for start in range(0, len(run_ids), 1000):
+        # Two statements at a time: each job costs procrastinate's triggers (an event row,
+        # two notifications) on the server, and a second backend halves the wait for
+        # 10,000 jobs on two cores (measured: 0.51 s one at a time, 0.35 s two, 0.32 s
+        # four), while the dashboard keeps connections for its pages.
+        gate = asyncio.Semaphore(2)
+
+        async def defer(chunk: list[str]) -> None:
             jobs = [
                 task.configure(lock=run_id, queueing_lock=run_id).make_new_job(run_id=run_id)
-                for run_id in run_ids[start : start + 1000]
+                for run_id in chunk
             ]
-            await self.app.job_manager.batch_defer_jobs_async(jobs)
+            async with gate:
+                await self.app.job_manager.batch_defer_jobs_async(jobs)
+
+        await asyncio.gather(
+            *(defer(run_ids[start : start + 1000]) for start in range(0, len(run_ids), 1000))
+        )
         if len(run_ids) >= ANALYZE_AFTER:
             # Thousands of new jobs and runs at once: until the tables are analyzed, the
             # workers' job fetch and the maintenance query plan for the tables as they
