@@ -175,8 +175,10 @@ def restart_each(
 class Server:
     """`uvicorn <factory> --factory`, one worker, in a subprocess on a free loopback port."""
 
-    def __init__(self, factory: str, env: dict[str, str]):
+    def __init__(self, factory: str, env: dict[str, str], cwd: Path | None = None):
         self.factory = factory
+        # Another tree (an older commit, exported) serves with its own code.
+        self.cwd = cwd or ROOT
         self.port = free_port()
         self.env = {"CA_ALLOWED_HOSTS": f"127.0.0.1:{self.port}", **env}
         self.url = f"http://127.0.0.1:{self.port}"
@@ -199,7 +201,7 @@ class Server:
                 "--log-level",
                 "warning",
             ],
-            cwd=ROOT,
+            cwd=self.cwd,
             env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + 60
