@@ -571,6 +571,22 @@
     event.detail.waitUntil(drained.promise);
   });
 
+  // -- messages ------------------------------------------------------------------------
+
+  // Every message can be dismissed; a refused search's goes once the list is redrawn.
+  document.addEventListener("click", (event) => {
+    const close = event.target instanceof Element && event.target.closest("#alerts [data-dismiss]");
+    if (!close) return;
+    const alert = close.closest(".alert");
+    alert?.remove();
+    if (alert?.dataset.alert === "invalid_search") document.querySelector('#filters input[name="q"]')?.focus();
+  });
+  document.addEventListener("htmx:after:swap", (event) => {
+    if (event.target instanceof Element && event.target.id === "runs-table") {
+      document.querySelectorAll('#alerts [data-alert="invalid_search"]').forEach((el) => el.remove());
+    }
+  });
+
   // Whether this page is following the runs: an operator who leaves a tab open must
   // see when it is not.
   function liveState(on) {

@@ -22,6 +22,8 @@ from typing import Any
 from app.store.changes import CHANNEL, ChangeStore, overlap, parse_stamp, stamp_token
 from app.store.models import RunDetail, RunFilters, RunSummary
 from app.store.runs import RunStore
+from app.store.search import SearchError
+from app.store.search import parse as parse_search
 
 __all__ = [
     "CLOSED",
@@ -77,11 +79,19 @@ class LiveUpdate:
 def matches(filters: RunFilters, run: RunSummary) -> bool:
     if filters.status and run.status != filters.status:
         return False
-    if filters.workflow and run.workflow_name != filters.workflow:
+    if filters.workflow and run.workflow_name not in filters.workflow:
         return False
     if filters.id_prefix:
         digits = filters.id_prefix.replace("-", "").lower()
         if not run.id.replace("-", "").startswith(digits):
+            return False
+    if filters.text:
+        try:
+            search = parse_search(filters.text)
+        except SearchError:
+            return False
+        fields = (run.workflow_name, run.error_node, run.error_message)
+        if not search.matches(run.id, fields):
             return False
     return True
 

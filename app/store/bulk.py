@@ -58,8 +58,8 @@ class Selection:
         f = self.filters or RunFilters()
         found = {
             "status": f.status,
-            "workflow": f.workflow,
-            "q": f.id_prefix,
+            "workflow": f.workflow_param,
+            "q": f.q,
             "since": f.since.isoformat() if f.since else None,
             "until": f.until.isoformat() if f.until else None,
         }
@@ -171,8 +171,8 @@ class BulkStore:
         index scan), less the runs of it already restarted (reached from their restarts,
         by the index on `restarted_from`) and those without a snapshot (a partial index)."""
         where, args = _selection_sql(selection)
-        wanted = selection.filters.workflow if selection.filters else None
-        medians = await median_costs([wanted] if wanted else await workflow_names())
+        wanted = selection.filters.workflow if selection.filters else ()
+        medians = await median_costs(wanted or await workflow_names())
         expected, expected_args = _expected_sql(medians)
         finished = f"w.status NOT IN ({_ACTIVE})"
 

@@ -53,17 +53,21 @@ def _add(into: dict[str, list[Any]], rows: list[dict[str, Any]]) -> None:
         sums[2] += float(row["cost_usd"] or 0.0)
 
 
+def _workflows(where: list[str], args: list[Any], workflows: tuple[str, ...]) -> None:
+    if workflows:
+        where.append(f"workflow_name IN ({', '.join('{}' for _ in workflows)})")
+        args.extend(workflows)
+
+
 async def _from_counters(
-    workflow: str | None, first_hour: int, end_hour: int | None
+    workflows: tuple[str, ...], first_hour: int, end_hour: int | None
 ) -> list[dict[str, Any]]:
     where = ["hour = {}" if first_hour == ALL_TIME else "hour >= {}"]
     args: list[Any] = [first_hour]
     if end_hour is not None:
         where.append("hour < {}")
         args.append(end_hour)
-    if workflow:
-        where.append("workflow_name = {}")
-        args.append(workflow)
+    _workflows(where, args, workflows)
     rows: list[dict[str, Any]] = await WorkflowRun.raw(
         "SELECT status, sum(runs) AS runs, sum(tokens) AS tokens, sum(cost_usd) AS cost_usd"
         f" FROM run_count WHERE {' AND '.join(where)} GROUP BY status",
@@ -73,7 +77,12 @@ async def _from_counters(
 
 
 async def _from_runs(
-    workflow: str | None, since: datetime | None, until: datetime | None, terms: list[Any]
+    workflows: tuple[str, ...] | str | None,
+    since: datetime | None,
+    until: datetime | None,
+    terms: list[Any],
+    *,
+    searched: bool = False,
 ) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
@@ -83,13 +92,23 @@ async def _from_runs(
     if until is not None:
         where.append("created_at < {}")
         args.append(until)
-    if workflow:
-        where.append("workflow_name = {}")
-        args.append(workflow)
+    _workflows(where, args, (workflows,) if isinstance(workflows, str) else workflows or ())
     for sql, values in terms:
         where.append(sql)
         args.extend(values)
     condition = " AND ".join(where) or "TRUE"
+    if searched:
+        # One pass over the runs a search finds, with the failed ones never restarted.
+        found: list[dict[str, Any]] = await WorkflowRun.raw(
+            "SELECT status, count(*) AS runs,"
+            f" sum(CASE WHEN status IN {_FINISHED} THEN total_tokens ELSE 0 END) AS tokens,"
+            f" sum(CASE WHEN status IN {_FINISHED} THEN total_cost_usd ELSE 0 END) AS cost_usd,"
+            f" sum(CASE WHEN status = 'failed' AND {no_restart('workflow_run.')} THEN 1"
+            f" ELSE 0 END) AS attention FROM workflow_run WHERE {condition} GROUP BY status",
+            *args,
+        )
+        attention = sum(int(r["attention"] or 0) for r in found)
+        return [*found, {"status": ATTENTION, "runs": attention, "tokens": 0, "cost_usd": 0}]
     rows: list[dict[str, Any]] = await WorkflowRun.raw(
         "SELECT status, count(*) AS runs,"
         f" sum(CASE WHEN status IN {_FINISHED} THEN total_tokens ELSE 0 END) AS tokens,"
@@ -113,11 +132,12 @@ async def run_counts(filters: RunFilters) -> RunCounts:
     sums: dict[str, list[Any]] = {}
     workflow = filters.workflow
     since, until = filters.since, filters.until
-    if filters.id_prefix:
-        # A run-id prefix is a range of the primary key: counted where it is.
-        terms = filter_sql(RunFilters(id_prefix=filters.id_prefix))
+    if filters.id_prefix or filters.text:
+        # A run-id prefix (a range of the primary key) or a search (the runs an index
+        # finds): the counters cannot answer them, the runs are counted where they are.
+        terms = filter_sql(RunFilters(id_prefix=filters.id_prefix, text=filters.text))
         if terms is not None:
-            _add(sums, await _from_runs(workflow, since, until, terms))
+            _add(sums, await _from_runs(workflow, since, until, terms, searched=True))
     elif since is None and until is None:
         _add(sums, await _from_counters(workflow, ALL_TIME, None))
     else:

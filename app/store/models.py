@@ -161,11 +161,35 @@ class Attempt:
 @dataclass(frozen=True)
 class RunFilters:
     status: str | None = None
-    workflow: str | None = None
+    # Runs of any of these workflows (all workflows when empty). A single name is taken
+    # as a one-name tuple.
+    workflow: tuple[str, ...] = ()
     id_prefix: str | None = None
     # Created at or after `since`, before `until`.
     since: datetime | None = None
     until: datetime | None = None
+    # The search as typed (`q`): the start of a run id or words (app/store/search.py).
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        names: Any = self.workflow
+        if names is None:
+            names = ()
+        elif isinstance(names, str):
+            names = (names,)
+        object.__setattr__(self, "workflow", tuple(dict.fromkeys(n for n in names if n)))
+
+    @property
+    def q(self) -> str | None:
+        """The search as the list's links carry it."""
+        return self.text or self.id_prefix
+
+    @property
+    def workflow_param(self) -> str | list[str] | None:
+        """The workflows as a JSON filter gives them: one name as a string, as before."""
+        if not self.workflow:
+            return None
+        return self.workflow[0] if len(self.workflow) == 1 else list(self.workflow)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from app.store.models import (
     RunSummary,
     StepView,
 )
+from app.store.search import PG_DOCUMENT, SearchError, prefix_bounds
+from app.store.search import parse as parse_search
 from app.store.tables import ACTIVE_STATUSES, ATTENTION, StepRun, WorkflowRun
 
 __all__ = ["ClaimedRun", "DuplicateRestart", "RunStore"]
@@ -211,39 +213,63 @@ def _uuid_or_none(run_id: str) -> uuid.UUID | None:
         return None
 
 
-def _prefix_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """The UUID range a hex prefix covers, so a prefix search uses the primary key."""
-    digits = prefix.replace("-", "").lower()
-    if not digits or len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
-        return None
-    low = uuid.UUID(digits.ljust(32, "0"))
-    high = uuid.UUID(digits.ljust(32, "f"))
-    return low, high
-
-
 def filter_sql(filters: RunFilters, alias: str = "") -> list[tuple[str, list[Any]]] | None:
     """The WHERE terms of a list filter as (SQL, arguments), on the columns of `alias`
-    when given; None when nothing can match (a bad prefix). The list and the bulk
-    actions share it, so "the runs matching these filters" is one thing."""
+    when given; None when nothing can match (a bad prefix or search). The list, the counts
+    and the bulk actions share it, so "the runs matching these filters" is one thing."""
     at = f"{alias}." if alias else ""
+    own = at or "workflow_run."
     terms: list[tuple[str, list[Any]]] = []
     if filters.status == ATTENTION:
-        own = at or "workflow_run."
         terms.append((f"{at}status = 'failed' AND {no_restart(own)}", []))
     elif filters.status:
         terms.append((f"{at}status = {{}}", [filters.status]))
     if filters.workflow:
-        terms.append((f"{at}workflow_name = {{}}", [filters.workflow]))
+        marks = ", ".join("{}" for _ in filters.workflow)
+        terms.append((f"{at}workflow_name IN ({marks})", list(filters.workflow)))
     if filters.id_prefix:
-        bounds = _prefix_bounds(filters.id_prefix)
+        bounds = prefix_bounds(filters.id_prefix)
         if bounds is None:
             return None
         terms.append((f"{at}id >= {{}} AND {at}id <= {{}}", list(bounds)))
+    if filters.text:
+        term = search_sql(filters.text, own)
+        if term is None:
+            return None
+        terms.append(term)
     if filters.since:
         terms.append((f"{at}created_at >= {{}}", [filters.since]))
     if filters.until:
         terms.append((f"{at}created_at < {{}}", [filters.until]))
     return terms
+
+
+def search_sql(text: str, own: str) -> tuple[str, list[Any]] | None:
+    """The runs a search finds, on the run at `own` ("workflow_run." or "alias."): its id
+    starts with the text, or it holds every word. None for a search that cannot run."""
+    try:
+        found = parse_search(text)
+    except SearchError:
+        return None
+    parts: list[str] = []
+    args: list[Any] = []
+    if is_postgres():
+        if found.id_bounds is not None:
+            parts.append(f"{own}id BETWEEN {{}} AND {{}}")
+            args.extend(found.id_bounds)
+        if found.words:
+            parts.append(f"{PG_DOCUMENT.format(at=own)} @@ to_tsquery('simple', {{}})")
+            args.append(found.tsquery())
+        return "(" + " OR ".join(parts) + ")", args
+    # SQLite: one list of rowids, from the FTS5 index and the primary key, that the
+    # planner can take as the driving set.
+    if found.words:
+        parts.append("SELECT rowid FROM run_search WHERE run_search MATCH {}")
+        args.append(found.fts5())
+    if found.id_bounds is not None:
+        parts.append("SELECT rowid FROM workflow_run WHERE id >= {} AND id <= {}")
+        args.extend(found.id_bounds)
+    return f"{own}rowid IN ({' UNION ALL '.join(parts)})", args
 
 
 def no_restart(at: str) -> str:

@@ -24,7 +24,7 @@ from app.services.runs import STATUS_FILTERS, RunFilters
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
 from app.web.render import answer_format, template
-from app.web.runs import InvalidQuery, parse_time
+from app.web.runs import InvalidQuery, check_search, check_workflows, parse_time
 from app.web.serializers import batch_json
 
 __all__ = ["BulkController"]
@@ -97,21 +97,16 @@ def _filters(raw: Any, now: Any) -> RunFilters:
     status = (raw.get("status") or "").strip() or None
     if status is not None and status not in STATUS_FILTERS:
         raise InvalidSelection(f"status {status!r} is not one of: {', '.join(STATUS_FILTERS)}")
-    q = (raw.get("q") or "").strip() or None
-    if q is not None and (len(q) > 36 or any(c not in "0123456789abcdefABCDEF-" for c in q)):
-        raise InvalidSelection(f"q {q!r} is not the start of a run id (hex digits and dashes)")
+    if raw.get("q") is not None and not isinstance(raw.get("q"), str):
+        raise InvalidSelection('"q" must be a string: words or the start of a run id')
     try:
+        q = check_search(raw.get("q"))
+        workflows = check_workflows(raw.get("workflow"))
         since = parse_time(raw.get("since"), now, "since")
         until = parse_time(raw.get("until"), now, "until")
     except InvalidQuery as exc:
         raise InvalidSelection(exc.message) from None
-    return RunFilters(
-        status=status,
-        workflow=(raw.get("workflow") or "").strip() or None,
-        id_prefix=q,
-        since=since,
-        until=until,
-    )
+    return RunFilters(status=status, workflow=workflows, text=q, since=since, until=until)
 
 
 async def read_bulk_request(request: Request[Any, Any, Any], limit: int) -> BulkRequest:
@@ -137,7 +132,9 @@ async def read_bulk_request(request: Request[Any, Any, Any], limit: int) -> Bulk
         form = await request.form()
         key = key or form.get("idempotency_key") or None
         if _flag(form.get("all"), "all"):
-            fields = {k: form.get(k) for k in _FILTER_KEYS if form.get(k)}
+            fields: dict[str, Any] = {k: form.get(k) for k in _FILTER_KEYS if form.get(k)}
+            if form.getall("workflow", []):
+                fields["workflow"] = [str(w) for w in form.getall("workflow", [])]
             selection = Selection(filters=_filters(fields, now))
         else:
             selection = Selection(ids=_ids(form.getall("ids", []), limit))

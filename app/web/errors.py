@@ -110,10 +110,11 @@ def _answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         if run_id and wants_row(request, str(run_id)):
             return template("errors/_row_missing.html", status, run_id=str(run_id), message=message)
         response = template(
-            "errors/_alert.html", status, title=title, message=message, status=status
+            "errors/_alert.html", status, title=title, message=message, status=status, code=code
         )
         response.headers["HX-Retarget"] = "#alerts"
-        response.headers["HX-Reswap"] = "afterbegin"
+        # A refused search replaces what is there: typing on never stacks messages.
+        response.headers["HX-Reswap"] = "innerHTML" if code == "invalid_search" else "afterbegin"
         return response
     return template(
         "errors/error.html", status, title=title, message=message, status=status, code=code

@@ -113,8 +113,14 @@ def timeline(steps: Any) -> list[dict[str, Any]]:
 
 
 def build_url(path: str, **params: Any) -> str:
-    query = {k: v for k, v in params.items() if v not in (None, "")}
-    return f"{path}?{urlencode(query)}" if query else path
+    """`path` with these query parameters; a list or tuple repeats its parameter
+    (`workflow=a&workflow=b`), an empty one and None are left out."""
+    query = {
+        k: list(v) if isinstance(v, list | tuple) else v
+        for k, v in params.items()
+        if v not in (None, "", (), [])
+    }
+    return f"{path}?{urlencode(query, doseq=True)}" if query else path
 
 
 def running_step(run: Any, steps: Any) -> dict[str, Any] | None:

@@ -138,7 +138,7 @@ def _links(query: ListQuery) -> dict[str, Any]:
     return {
         "status": filters.status,
         "workflow": filters.workflow,
-        "q": filters.id_prefix,
+        "q": filters.q,
         "since": query.since,
         "limit": query.limit if query.limit != 50 else None,
     }

@@ -23,6 +23,8 @@ from litestar.response import Redirect
 from app.errors import AppError
 from app.services.live import stamp_token
 from app.services.runs import STATUS_FILTERS, Cursor, RunFilters, RunService
+from app.store.search import SearchError
+from app.store.search import parse as parse_search
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
 from app.web.render import answer_format, pinned_view, row_target, template
@@ -153,20 +155,52 @@ def parse_time(value: Any, now: datetime, name: str) -> datetime | None:
     return moment
 
 
+class InvalidSearch(InvalidQuery):
+    """A search that cannot run: one message in plain words, in place of the last one."""
+
+    code = "invalid_search"
+    title = "Search"
+
+
+MAX_WORKFLOWS = 50
+
+
+def check_search(q: Any) -> str | None:
+    """The search as typed, stripped; InvalidSearch when it cannot run."""
+    text = str(q or "").strip() or None
+    if text is not None:
+        try:
+            parse_search(text)
+        except SearchError as exc:
+            raise InvalidSearch(exc.message) from None
+    return text
+
+
+def check_workflows(names: Any) -> tuple[str, ...]:
+    """Workflow names from a string or a list of strings."""
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise InvalidQuery("workflow must be a workflow name or a list of names")
+    found = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if len(found) > MAX_WORKFLOWS:
+        raise InvalidQuery(f"give at most {MAX_WORKFLOWS} workflows, not {len(found)}")
+    return found
+
+
 def _filters(
     status: str | None,
-    workflow: str | None,
+    workflow: Any,
     q: str | None,
     since: datetime | None = None,
 ) -> RunFilters:
     status = (status or "").strip() or None
     if status is not None and status not in STATUS_FILTERS:
         raise InvalidQuery(f"status {status!r} is not one of: {', '.join(STATUS_FILTERS)}")
-    q = (q or "").strip() or None
-    if q is not None and (len(q) > 36 or any(c not in "0123456789abcdefABCDEF-" for c in q)):
-        raise InvalidQuery(f"q {q!r} is not the start of a run id (hex digits and dashes)")
     return RunFilters(
-        status=status, workflow=(workflow or "").strip() or None, id_prefix=q, since=since
+        status=status, workflow=check_workflows(workflow), text=check_search(q), since=since
     )
 
 
@@ -186,14 +220,15 @@ def provide_list_query(
     request: Request[Any, Any, Any],
     status: FromQuery[str | None] = None,
     status_filter: FromQuery[str | None] = None,
-    workflow: FromQuery[str | None] = None,
+    workflow: FromQuery[list[str] | None] = None,
     q: FromQuery[str | None] = None,
     cursor: FromQuery[str | None] = None,
     before: FromQuery[str | None] = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
     since: FromQuery[str | None] = None,
 ) -> ListQuery:
-    """`status` (alias `status_filter`), `workflow`, run-id prefix `q`, created `since`
+    """`status` (alias `status_filter`), `workflow` (repeat it for several), `q` (words of
+    the error message, failed node or workflow name, or the start of a run id), created `since`
     (1h, 24h, 7d or an ISO time); `cursor` pages to older runs, `before` to newer ones;
     `limit` runs a page (at most 200)."""
     if not 1 <= limit <= MAX_LIMIT:

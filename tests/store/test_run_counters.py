@@ -32,7 +32,7 @@ async def _direct(filters: RunFilters) -> RunCounts:
     tokens, cost, attention = 0, 0.0, 0
     restarted = {run["restarted_from"] for run in runs}
     for run in runs:
-        if filters.workflow and run["workflow_name"] != filters.workflow:
+        if filters.workflow and run["workflow_name"] not in filters.workflow:
             continue
         if filters.since and run["created_at"] < filters.since:
             continue
@@ -92,7 +92,7 @@ def _filters(rng: random.Random) -> RunFilters:
     if since > until:
         since, until = until, since
     return RunFilters(
-        workflow=rng.choice([None, "echo", "paid", "nope"]),
+        workflow=rng.choice([None, "echo", "paid", "nope", ("echo", "paid"), ("paid", "nope")]),
         since=rng.choice([None, since]),
         until=rng.choice([None, until, since + timedelta(minutes=rng.randrange(1, 50))]),
     )

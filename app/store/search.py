@@ -1,0 +1,119 @@
+"""The run list's search (`q`): the start of a run id, or words of a run's error message,
+failed node and workflow name.
+
+A search is split into words the way the indexes split text: a word is a run of letters
+and digits, everything else separates words, case does not matter. Every word must be
+in the run (in any of the three fields); the last one may be the start of a word, so a
+search typed halfway still finds. A search that could be the start of a run id (hex
+digits and dashes) also finds the runs whose id starts with it.
+
+User text never reaches the query language as such: on SQLite each word goes to FTS5
+MATCH as a quoted string, on PostgreSQL to `to_tsquery` as a bare word of letters and
+digits, which holds no operator. The indexes (FTS5 table `run_search` kept by
+triggers; a GIN index on the tsvector expression below) are created by the migration
+runs_2026_12_01t09_00_00_000000; the expression here must stay the one it indexes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["MAX_LENGTH", "MAX_WORDS", "Search", "SearchError", "parse", "words_of"]
+
+MAX_LENGTH = 200
+MAX_WORDS = 8
+
+_WORD = re.compile(r"[^\W_]+")
+_HEX = frozenset("0123456789abcdef")
+
+# What PostgreSQL indexes (GIN, migration runs_2026_12_01t09_00_00_000000): the three
+# fields with everything but letters and digits turned into spaces, so that its parser
+# sees plain words (no host names, paths or versions made one token) as FTS5 does.
+PG_DOCUMENT = (
+    "to_tsvector('simple'::regconfig, regexp_replace(coalesce({at}workflow_name, '')"
+    " || ' ' || coalesce({at}error_node, '') || ' ' || coalesce({at}error_message, ''),"
+    " '[^[:alnum:]]+', ' ', 'g'))"
+)
+
+WHAT = "whole words in error messages, failed nodes and workflow names, or the start of a run id"
+
+
+class SearchError(ValueError):
+    """A search that cannot be run, with a message in plain words."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def words_of(text: str | None) -> list[str]:
+    """The words of `text`, lowercased, as the indexes split it."""
+    return [w.lower() for w in _WORD.findall(text or "")]
+
+
+def prefix_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The UUID range a hex prefix covers, so a prefix search uses the primary key; None
+    when `prefix` is not the start of a run id."""
+    digits = prefix.replace("-", "").lower()
+    if not digits or len(prefix) > 36 or len(digits) > 32 or set(digits) - _HEX:
+        return None
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
+@dataclass(frozen=True)
+class Search:
+    text: str
+    words: tuple[str, ...]
+    # The run ids it covers when the text could be the start of one.
+    id_bounds: tuple[uuid.UUID, uuid.UUID] | None
+
+    def fts5(self) -> str:
+        """The FTS5 MATCH expression: each word a quoted string, the last also a prefix."""
+        *whole, last = self.words
+        return " ".join([*(f'"{w}"' for w in whole), f'"{last}"*'])
+
+    def tsquery(self) -> str:
+        """The `to_tsquery` text: words of letters and digits only, ANDed, the last a prefix."""
+        *whole, last = self.words
+        return " & ".join([*whole, f"{last}:*"])
+
+    def matches(self, run_id: str, fields: Iterable[str | None]) -> bool:
+        """Whether a run is found: what the databases answer, computed in Python (the live
+        list decides with it whether a new run belongs to the page)."""
+        if self.id_bounds is not None:
+            digits = self.text.replace("-", "").lower()
+            if run_id.replace("-", "").lower().startswith(digits):
+                return True
+        if not self.words:
+            return False
+        found = {w for field in fields for w in words_of(field)}
+        *whole, last = self.words
+        return all(w in found for w in whole) and any(w.startswith(last) for w in found)
+
+
+def _quoted(text: str) -> str:
+    shown = text if len(text) <= 60 else text[:57] + "…"
+    return f"\u201c{shown}\u201d"
+
+
+def parse(text: str) -> Search:
+    """A search from what the operator typed; SearchError says in plain words why not."""
+    text = text.strip()
+    if len(text) > MAX_LENGTH:
+        raise SearchError(
+            f"Search looks for {WHAT}; keep it under {MAX_LENGTH} characters"
+            f" (this one has {len(text)})."
+        )
+    words = tuple(dict.fromkeys(words_of(text)))
+    bounds = prefix_bounds(text)
+    if not words and bounds is None:
+        raise SearchError(f"Search looks for {WHAT}; {_quoted(text)} has none.")
+    if len(words) > MAX_WORDS:
+        raise SearchError(
+            f"Search looks for {WHAT}; use at most {MAX_WORDS} words"
+            f" ({_quoted(text)} has {len(words)})."
+        )
+    return Search(text=text, words=words, id_bounds=bounds)
