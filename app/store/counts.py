@@ -1,9 +1,11 @@
 """How many runs a filter matches, by status, with their tokens and cost: read from the
 `run_count` table that triggers keep (see its migration), never by counting the runs.
 
-Counters are kept per hour the runs were created in. A time range takes the whole hours
-inside it from the counters and counts the runs of its partial first and last hour
-directly (along the index on `created_at`), so the figures are exact for any range.
+Counters are kept per day, hour and ten minutes of the runs' creation (and for all
+time). A time range takes whole days from its middle, then hours and ten-minute buckets
+towards its edges, and counts the runs of its partial first and last ten minutes
+directly (along the index on `created_at`): exact for any range, and a few dozen
+counter rows per workflow and status whatever its length.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from app.store.models import RunFilters
 from app.store.runs import filter_sql, no_restart
 from app.store.tables import ATTENTION, RUN_STATUSES, WorkflowRun
 
-__all__ = ["RunCounts", "run_counts"]
+__all__ = ["RunCounts", "buckets", "run_counts"]
 
-HOUR = 3600
-ALL_TIME = -1
+TEN_MINUTES, HOUR, DAY = 600, 3600, 86400
 _FINISHED = "('completed', 'failed', 'cancelled')"
 
 
@@ -59,14 +60,40 @@ def _workflows(where: list[str], args: list[Any], workflows: tuple[str, ...]) ->
         args.extend(workflows)
 
 
+def buckets(first: int, end: int | None) -> list[tuple[int, int, int | None]]:
+    """The counter buckets (span, first start, end start or None) that tile [first, end)
+    in epoch seconds, both multiples of ten minutes: days in the middle, hours and ten
+    minutes towards the edges."""
+    parts: list[tuple[int, int, int | None]] = []
+    for small, big in ((TEN_MINUTES, HOUR), (HOUR, DAY)):
+        inner_first = -(-first // big) * big
+        inner_end = None if end is None else end // big * big
+        if end is not None and inner_end is not None and inner_first >= inner_end:
+            # No whole bucket of the bigger span inside: the rest in this one.
+            if first < end:
+                parts.append((small, first, end))
+            return parts
+        if first < inner_first:
+            parts.append((small, first, inner_first))
+        if end is not None and inner_end is not None and inner_end < end:
+            parts.append((small, inner_end, end))
+        first, end = inner_first, inner_end
+    return [*parts, (DAY, first, end)]
+
+
 async def _from_counters(
-    workflows: tuple[str, ...], first_hour: int, end_hour: int | None
+    workflows: tuple[str, ...], parts: list[tuple[int, int, int | None]]
 ) -> list[dict[str, Any]]:
-    where = ["hour = {}" if first_hour == ALL_TIME else "hour >= {}"]
-    args: list[Any] = [first_hour]
-    if end_hour is not None:
-        where.append("hour < {}")
-        args.append(end_hour)
+    ranges: list[str] = []
+    args: list[Any] = []
+    for span, first, end in parts:
+        if end is None:
+            ranges.append("(span = {} AND start >= {})")
+            args += [span, first]
+        else:
+            ranges.append("(span = {} AND start >= {} AND start < {})")
+            args += [span, first, end]
+    where = ["(" + " OR ".join(ranges) + ")"]
     _workflows(where, args, workflows)
     rows: list[dict[str, Any]] = await WorkflowRun.raw(
         "SELECT status, sum(runs) AS runs, sum(tokens) AS tokens, sum(cost_usd) AS cost_usd"
@@ -122,8 +149,8 @@ async def _from_runs(
     return rows
 
 
-def _at(hour: int) -> datetime:
-    return datetime.fromtimestamp(hour * HOUR, tz=UTC)
+def _at(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 async def run_counts(filters: RunFilters) -> RunCounts:
@@ -139,14 +166,14 @@ async def run_counts(filters: RunFilters) -> RunCounts:
         if terms is not None:
             _add(sums, await _from_runs(workflow, since, until, terms, searched=True))
     elif since is None and until is None:
-        _add(sums, await _from_counters(workflow, ALL_TIME, None))
+        _add(sums, await _from_counters(workflow, [(0, 0, None)]))
     else:
-        first = math.ceil(since.timestamp() / HOUR) if since else 0
-        end = math.floor(until.timestamp() / HOUR) if until else None
+        first = math.ceil(since.timestamp() / TEN_MINUTES) * TEN_MINUTES if since else 0
+        end = math.floor(until.timestamp() / TEN_MINUTES) * TEN_MINUTES if until else None
         if end is not None and end <= first:
             _add(sums, await _from_runs(workflow, since, until, []))
         else:
-            _add(sums, await _from_counters(workflow, first, end))
+            _add(sums, await _from_counters(workflow, buckets(first, end)))
             if since is not None and since < _at(first):
                 _add(sums, await _from_runs(workflow, since, _at(first), []))
             if until is not None and end is not None and _at(end) < until:

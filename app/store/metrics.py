@@ -14,7 +14,7 @@ async def runs_by_workflow_and_status() -> list[tuple[str, str, int]]:
     scrape took half a second."""
     rows = await WorkflowRun.raw(
         "SELECT workflow_name, status, runs FROM run_count"
-        f" WHERE hour = -1 AND runs > 0 AND status IN ({', '.join(repr(s) for s in RUN_STATUSES)})"
+        f" WHERE span = 0 AND runs > 0 AND status IN ({', '.join(repr(s) for s in RUN_STATUSES)})"
     )
     return [(r["workflow_name"], r["status"], int(r["runs"])) for r in rows]
 

@@ -4,13 +4,14 @@ status changes, progress, bulk inserts and deletes, on both engines."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from factories import fixed_id, make_run
 
-from app.store.counts import RunCounts, run_counts
+from app.store.counts import DAY, TEN_MINUTES, RunCounts, buckets, run_counts
 from app.store.models import RunFilters
 from app.store.tables import WorkflowRun
 
@@ -174,3 +175,25 @@ async def test_matching_is_the_lists_total(empty_db: str) -> None:
     counts = RunCounts(by_status={"failed": 3, "completed": 5})
     assert (counts.total, counts.matching("failed"), counts.matching(None)) == (8, 3, 8)
     assert counts.matching("running") == 0
+
+
+def test_buckets_tile_any_range_with_few_counters() -> None:
+    """Whole days in the middle, hours and ten minutes towards the edges: no gap, no
+    overlap, and at most 5 + 23 buckets of the smaller spans at each edge."""
+    rng = random.Random(3)
+    for _ in range(5000):
+        first = rng.randrange(0, 20 * 144) * TEN_MINUTES
+        end = rng.choice([None, first + rng.randrange(1, 6 * 144) * TEN_MINUTES])
+        parts = buckets(first, end)
+        cells: list[tuple[int, int]] = []
+        for span, a, b in parts:
+            assert a % span == 0 and (b is None or b % span == 0)
+            stop = b if b is not None else a + 10 * DAY
+            cells += [(x, x + span) for x in range(a, stop, span)]
+        cells.sort()
+        assert cells[0][0] == first
+        assert all(x[1] == y[0] for x, y in itertools.pairwise(cells))
+        if end is not None:
+            assert cells[-1][1] == end
+            small = sum((b - a) // s for s, a, b in parts if s != DAY and b is not None)
+            assert small <= 2 * (5 + 23)
