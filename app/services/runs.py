@@ -170,6 +170,11 @@ class _StoreRecorder:
     written; `flush` writes what is left when the executor returns. Every write is
     retried through transient database errors, and is refused once the run is no
     longer running for this process.
+
+    It marks each completed (or reused) node execution for the run's progress: `first`
+    on its node's first one (a node done), and `iteration`, how many times its node has
+    completed outside a fan-out. Reused steps count even when they are not written (a
+    run handed back keeps them, and its counters with them).
     """
 
     def __init__(
@@ -192,6 +197,14 @@ class _StoreRecorder:
         self.record_reused = True
         self._steps: dict[str, tuple[str, int, int | None]] = {}
         self._finished: list[dict[str, Any]] = []
+        self._completions: dict[str, int] = {}
+
+    def _progress(self, node_id: str, item_index: int | None) -> dict[str, Any]:
+        """A completed execution of `node_id`: is it its first, and which iteration."""
+        first = node_id not in self._completions
+        count = self._completions.get(node_id, 0) + (1 if item_index is None else 0)
+        self._completions[node_id] = count
+        return {"first": first, "iteration": count}
 
     async def step_started(self, node_id: str, order: int, item_index: int | None) -> str:
         step_id = f"{order}:{item_index}"
@@ -203,6 +216,7 @@ class _StoreRecorder:
         import uuid
 
         node_id, order, item_index = self._steps.pop(step_id)
+        done = self._progress(node_id, item_index) if result["status"] == "completed" else {}
         self._finished.append(
             {
                 "id": uuid.uuid4(),
@@ -211,6 +225,7 @@ class _StoreRecorder:
                 "item_index": item_index,
                 "completed_at": self.store.clock(),
                 **result,
+                **done,
             }
         )
         if self.metrics is not None:
@@ -222,6 +237,7 @@ class _StoreRecorder:
     async def step_reused(self, node_id: str, order: int, step: ReusedStep) -> None:
         import uuid
 
+        done = self._progress(node_id, step.item_index)
         if self.record_reused:
             now = self.store.clock()
             self._finished.append(
@@ -239,6 +255,7 @@ class _StoreRecorder:
                     "cost_usd": 0.0,
                     "tries": 0,
                     "reused_from": step.source,
+                    **done,
                 }
             )
         await self._notify(node_id, "reused", {"item_index": step.item_index})

@@ -58,6 +58,10 @@ class RunSummary:
     steps_done: int
     current_node: str | None
     owner: str | None = None
+    # Beside `steps_done` (distinct nodes done): the most times one node looped (0 when
+    # none ran twice) and the fan-out items done.
+    iterations: int = 0
+    items_done: int = 0
     # "edited" (restarted with other inputs), "resume" (completed nodes reused), or None.
     restart_mode: str | None = None
     resume_from: str | None = None
@@ -91,6 +95,17 @@ class RunSummary:
     @property
     def is_restarting(self) -> bool:
         return self.active_restart is not None
+
+    @property
+    def repeats(self) -> str:
+        """What ran more than once, said beside the nodes done: "loop" and its iterations,
+        "fan-out 12 items", both, or nothing."""
+        parts = []
+        if self.iterations > 1:
+            parts.append(f"loop \u00d7{self.iterations}")
+        if self.items_done:
+            parts.append(f"fan-out {self.items_done} item{'' if self.items_done == 1 else 's'}")
+        return " \u00b7 ".join(parts)
 
     @property
     def short_id(self) -> str:

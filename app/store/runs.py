@@ -55,6 +55,8 @@ _SUMMARY_COLUMNS = (
     WorkflowRun.total_cost_usd,
     WorkflowRun.steps_total,
     WorkflowRun.steps_done,
+    WorkflowRun.iterations,
+    WorkflowRun.items_done,
     WorkflowRun.current_node,
     WorkflowRun.owner,
     WorkflowRun.restart_mode,
@@ -113,9 +115,23 @@ def _guarded_step_insert(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
-_RETURNING = "RETURNING tokens, cost_usd, tool"
-# Node executions among step rows: tool and sandbox calls are not progress.
-_EXECUTIONS = "coalesce(sum(CASE WHEN tool IS NULL THEN 1 ELSE 0 END), 0)"
+_RETURNING = "RETURNING id, tokens, cost_usd, tool, item_index, status"
+# Fan-out items done among step rows (tool and sandbox calls are not progress).
+_ITEMS = (
+    "coalesce(sum(CASE WHEN tool IS NULL AND item_index IS NOT NULL"
+    " AND status IN ('completed', 'reused') THEN 1 ELSE 0 END), 0)"
+)
+
+
+def _progress_of(
+    steps: Sequence[Mapping[str, Any]], rows: Sequence[dict[str, Any]]
+) -> tuple[list[Any], int]:
+    """What finished steps add to a run's progress, as the recorder marked them: the ids
+    of the rows that are their node's first completion (each adds a node done, once
+    inserted), and the most times one node has completed so far, when above 1."""
+    firsts = [row["id"] for row, step in zip(rows, steps, strict=True) if step.get("first")]
+    iterations = max((int(step.get("iteration") or 0) for step in steps), default=0)
+    return firsts, iterations if iterations > 1 else 0
 
 
 def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,6 +161,13 @@ def _step_row(run_id: str, now: datetime, step: Mapping[str, Any]) -> dict[str, 
 
 
 _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+# The most completed executions of one node outside a fan-out, when 2 or more, from the
+# steps of the run given as the parameter.
+_ITERATIONS = (
+    "(SELECT CASE WHEN max(n) > 1 THEN max(n) ELSE 0 END FROM (SELECT count(*) AS n"
+    " FROM step_run WHERE run = {} AND tool IS NULL AND item_index IS NULL"
+    " AND status IN ('completed', 'reused') GROUP BY node_id) AS per_node)"
+)
 
 
 class DuplicateRestart(Exception):
@@ -258,7 +281,14 @@ def search_sql(text: str, own: str) -> tuple[str, list[Any]] | None:
             parts.append(f"{own}id BETWEEN {{}} AND {{}}")
             args.extend(found.id_bounds)
         if found.words:
-            parts.append(f"{PG_DOCUMENT.format(at=own)} @@ to_tsquery('simple', {{}})")
+            # The matches first (the GIN index), as an array the rest of the query looks
+            # ids up in: the planner cannot tell a rare word from a common one when the
+            # last is a prefix, and walking the runs newest first, computing each one's
+            # words, costs a second at a million runs for a word that is in none.
+            parts.append(
+                f"{own}id = ANY (ARRAY(SELECT id FROM workflow_run"
+                f" WHERE {PG_DOCUMENT.format(at='')} @@ to_tsquery('simple', {{}})))"
+            )
             args.append(found.tsquery())
         return "(" + " OR ".join(parts) + ")", args
     # SQLite: one list of rowids, from the FTS5 index and the primary key, that the
@@ -308,6 +338,8 @@ def _summary(
         total_cost_usd=float(row["total_cost_usd"] or 0.0),
         steps_total=row["steps_total"] or 0,
         steps_done=row["steps_done"] or 0,
+        iterations=row.get("iterations") or 0,
+        items_done=row.get("items_done") or 0,
         current_node=row["current_node"],
         owner=row.get("owner"),
         restart_mode=row.get("restart_mode"),
@@ -525,25 +557,33 @@ class RunStore:
         rows = [_step_row(run_id, self.clock(), step) for step in steps]
         step_args = [value for row in rows for value in row.values()]
         guard = [uuid.UUID(run_id), owner]
+        firsts, iterations = _progress_of(steps, rows)
         # Counters are updated in place so that concurrent fan-out steps never lose each
         # other's increments, and grow only by the rows actually inserted: a write
-        # repeated after an error that hid its commit adds nothing twice.
+        # repeated after an error that hid its commit adds nothing twice. A node counts
+        # as done once, by the row the recorder marked as its first completion, so that
+        # no statement has to look at the run's other steps.
         if is_postgres() and rows:
             # One statement, so one commit.
+            marks = ", ".join("{}" for _ in firsts)
             sums = [
-                f"(SELECT {expression} FROM step)"
-                for expression in (
-                    _EXECUTIONS,
-                    "coalesce(sum(tokens), 0)",
-                    "coalesce(sum(cost_usd), 0)",
-                )
+                f"(SELECT count(*) FROM step WHERE id IN ({marks}))" if firsts else "0",
+                *(
+                    f"(SELECT {expression} FROM step)"
+                    for expression in (
+                        _ITEMS,
+                        "coalesce(sum(tokens), 0)",
+                        "coalesce(sum(cost_usd), 0)",
+                    )
+                ),
             ]
             return await self._retry(
                 lambda: self._update_progress(
                     run_id,
                     owner,
                     sums,
-                    [],
+                    firsts,
+                    iterations=iterations,
                     set_node=set_node,
                     node_id=node_id,
                     before=f"WITH step AS ({_guarded_step_insert(rows)} {_RETURNING}) ",
@@ -563,14 +603,28 @@ class RunStore:
                 ),
                 f"recording steps of run {run_id}",
             )
+        first_ids = {str(i) for i in firsts}
         sums_args = [
-            sum(1 for r in inserted if r["tool"] is None),
+            sum(1 for r in inserted if str(r["id"]) in first_ids),
+            sum(
+                1
+                for r in inserted
+                if r["tool"] is None
+                and r["item_index"] is not None
+                and r["status"] in ("completed", "reused")
+            ),
             sum(r["tokens"] or 0 for r in inserted),
             float(sum(r["cost_usd"] or 0.0 for r in inserted)),
         ]
         return await self._retry(
             lambda: self._update_progress(
-                run_id, owner, ["{}", "{}", "{}"], sums_args, set_node=set_node, node_id=node_id
+                run_id,
+                owner,
+                ["{}", "{}", "{}", "{}"],
+                sums_args,
+                iterations=iterations,
+                set_node=set_node,
+                node_id=node_id,
             ),
             f"recording progress of run {run_id}",
         )
@@ -582,18 +636,26 @@ class RunStore:
         sums: Sequence[str],
         sum_args: Sequence[Any],
         *,
+        iterations: int = 0,
         set_node: bool,
         node_id: str | None,
         before: str = "",
         before_args: Sequence[Any] = (),
     ) -> bool:
+        """`sums`: what steps_done, items_done, total_tokens and total_cost_usd grow by
+        (SQL, with `sum_args` for their placeholders in that order)."""
         assignments = [
             f"heartbeat_at = {db_now()}",
             f"steps_done = steps_done + {sums[0]}",
-            f"total_tokens = total_tokens + {sums[1]}",
-            f"total_cost_usd = total_cost_usd + {sums[2]}",
+            f"items_done = items_done + {sums[1]}",
+            f"total_tokens = total_tokens + {sums[2]}",
+            f"total_cost_usd = total_cost_usd + {sums[3]}",
         ]
         args: list[Any] = [*sum_args]
+        if iterations:
+            # The highest count wins, whichever write lands last.
+            assignments.append("iterations = CASE WHEN iterations < {} THEN {} ELSE iterations END")
+            args += [iterations, iterations]
         if set_node:
             assignments.append("current_node = {}")
             args.append(node_id)
@@ -669,13 +731,16 @@ class RunStore:
             owner,
         )
         kept = "(SELECT {} FROM step_run WHERE run = workflow_run.id)"
+        nodes = "count(DISTINCT CASE WHEN tool IS NULL THEN node_id END)"
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = 'pending', owner = NULL, started_at = NULL,"
-            f" current_node = NULL, steps_done = {kept.format(_EXECUTIONS)},"
+            f" current_node = NULL, steps_done = {kept.format(nodes)},"
+            f" items_done = {kept.format(_ITEMS)}, iterations = {_ITERATIONS},"
             f" total_tokens = {kept.format('coalesce(sum(tokens), 0)')},"
             f" total_cost_usd = {kept.format('coalesce(sum(cost_usd), 0)')},"
             f" heartbeat_at = {db_now()}"
             " WHERE id = {} AND status = 'running' AND owner = {} RETURNING id",
+            run,
             run,
             owner,
         )

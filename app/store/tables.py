@@ -66,8 +66,15 @@ class WorkflowRun(Table, tablename="workflow_run"):
     completed_at = Timestamptz(null=True, default=None)
     total_tokens = Integer(default=0)
     total_cost_usd = DoublePrecision(default=0.0)
+    # Progress: nodes done of the workflow's nodes. `steps_done` counts the distinct nodes
+    # with a completed (or reused) execution, so a loop never takes it past `steps_total`;
+    # what repeats is counted beside it: `iterations`, the most times one node completed
+    # outside a fan-out when that is 2 or more (a loop or a cycle of routes, else 0), and
+    # `items_done`, the fan-out item executions completed. All kept on write.
     steps_total = Integer(default=0)
     steps_done = Integer(default=0)
+    iterations = Integer(default=0)
+    items_done = Integer(default=0)
     current_node = Varchar(length=200, null=True, default=None)
     owner = Varchar(length=200, null=True, default=None)
     heartbeat_at = Timestamptz(null=True, default=None)

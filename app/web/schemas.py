@@ -25,6 +25,13 @@ class Executor(TypedDict):
 
 
 class Run(TypedDict):
+    """A run. Progress counts nodes: `steps_done` of `steps_total` are the distinct
+    nodes of the workflow with a completed execution (or one reused by a resume), so a
+    loop never takes it past `steps_total`, and a node that only failed does not count.
+    What repeated is beside it: `iterations`, the most times one node completed outside
+    a fan-out when that is 2 or more (a loop or a cycle of routes; 0 otherwise), and
+    `items_done`, the fan-out item executions completed."""
+
     id: str
     workflow_name: str
     status: str
@@ -44,6 +51,8 @@ class Run(TypedDict):
     total_cost_usd: float
     steps_total: int
     steps_done: int
+    iterations: int
+    items_done: int
     current_node: str | None
     executed_by: Executor | None
     # "edited" (other inputs) or "resume" (completed nodes reused) for such restarts.

@@ -37,6 +37,8 @@ def run_json(run: RunSummary, *, inputs: Any = None, outputs: Any = None) -> dic
         "total_cost_usd": run.total_cost_usd,
         "steps_total": run.steps_total,
         "steps_done": run.steps_done,
+        "iterations": run.iterations,
+        "items_done": run.items_done,
         "current_node": run.current_node,
         "executed_by": _executor(run),
         "restart_mode": run.restart_mode,

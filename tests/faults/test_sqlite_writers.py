@@ -91,6 +91,8 @@ async def test_two_hundred_concurrent_writers(empty_db: str) -> None:
                             "output": {"i": i},
                             "tokens": i + 1,
                             "cost_usd": 0.5,
+                            # Each its node's first completion, as the recorder marks it.
+                            "first": True,
                         }
                     ],
                 )
@@ -130,12 +132,15 @@ async def test_two_hundred_concurrent_writers(empty_db: str) -> None:
     assert created == 2 * PER_KIND + 1 + PER_KIND
     counters = (
         await WorkflowRun.select(
-            WorkflowRun.steps_done, WorkflowRun.total_tokens, WorkflowRun.total_cost_usd
+            WorkflowRun.steps_done,
+            WorkflowRun.items_done,
+            WorkflowRun.total_tokens,
+            WorkflowRun.total_cost_usd,
         )
         .where(WorkflowRun.id == uuid.UUID(counter_run))
         .first()
     )
-    assert counters["steps_done"] == PER_KIND * STEPS_EACH
+    assert counters["steps_done"] == counters["items_done"] == PER_KIND * STEPS_EACH
     assert counters["total_tokens"] == STEPS_EACH * sum(range(1, PER_KIND + 1))
     assert float(counters["total_cost_usd"]) == pytest.approx(0.5 * PER_KIND * STEPS_EACH)
     steps = await StepRun.count().where(

@@ -61,8 +61,19 @@ async def test_every_example_runs_to_completion_on_the_mock_provider(
         )
     detail = await service().run_workflow(spec, EXAMPLE_INPUTS[name], trigger="cli")
     assert detail.summary.status == "completed", detail.summary.error_message
-    # Tool and sandbox calls are rows of the timeline, not node executions.
-    assert detail.summary.steps_done == len([s for s in detail.steps if not s.tool]) >= 1
+    # Progress counts nodes: the distinct nodes of the timeline (tool and sandbox calls
+    # are rows of it, not node executions), never more than the workflow has; a loop's
+    # iterations and a fan-out's items are counted beside.
+    executions = [s for s in detail.steps if not s.tool]
+    nodes = {s.node_id for s in executions}
+    summary = detail.summary
+    assert summary.steps_done == len(nodes) >= 1
+    assert summary.steps_done <= summary.steps_total == len(spec.nodes)
+    assert summary.items_done == len([s for s in executions if s.item_index is not None])
+    repeated = max(
+        [sum(1 for s in executions if s.node_id == n and s.item_index is None) for n in nodes]
+    )
+    assert summary.iterations == (repeated if repeated > 1 else 0)
     assert all(s.status == "completed" for s in detail.steps)
     assert detail.outputs is not None
 
@@ -312,6 +323,9 @@ async def test_the_paid_pipeline_example_resumes_paying_only_for_its_failed_step
         ("report", "completed"),
     ]
     assert resumed.summary.total_cost_usd == pytest.approx(0.0042)
+    # Nodes done: the failed node is not; reused nodes are.
+    assert (first.summary.steps_done, first.summary.steps_total) == (2, 3)
+    assert (resumed.summary.steps_done, resumed.summary.steps_total) == (3, 3)
     # The same outputs as the failed run's completed steps, carried into the state.
     assert resumed.outputs is not None
     assert resumed.outputs["analysis"] == first.steps[1].output["analysis"]
@@ -371,3 +385,25 @@ async def test_a_restart_of_a_workflow_that_cannot_run_here_is_refused(
     with pytest.raises(WorkflowNotRunnable):
         await runs.restart(first.summary.id)
     assert await WorkflowRun.count() == 1
+
+
+async def test_progress_counts_nodes_done_and_what_repeated_beside(
+    empty_db: str, examples_dir: Path
+) -> None:
+    """A loop that ran its one node three times is 1 of 1 nodes, not 3 of 1; a fan-out's
+    target node is one node done, its items counted beside."""
+    runs = service()
+    loop = await runs.run_workflow(
+        load_workflow(examples_dir / "loop.yaml"), EXAMPLE_INPUTS["loop.yaml"]
+    )
+    summary = loop.summary
+    assert len([s for s in loop.steps if s.node_id == "refine"]) == 3
+    assert (summary.steps_done, summary.steps_total, summary.iterations) == (1, 1, 3)
+    assert (summary.items_done, summary.repeats) == (0, "loop \u00d73")
+
+    fan = await runs.run_workflow(
+        load_workflow(examples_dir / "fan_out.yaml"), EXAMPLE_INPUTS["fan_out.yaml"]
+    )
+    summary = fan.summary
+    assert (summary.steps_done, summary.steps_total, summary.iterations) == (2, 2, 0)
+    assert (summary.items_done, summary.repeats) == (3, "fan-out 3 items")

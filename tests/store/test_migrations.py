@@ -189,3 +189,75 @@ def test_a_database_with_several_restarts_of_one_run_migrates_to_one_chain(
     )
     with pytest.raises(Exception, match=r"(?i)unique"):
         asyncio.run(_sql(fresh_url, [dup, "SELECT 1"]))
+
+
+def _forwards_to(url: str, migration_id: str) -> None:
+    env = {**os.environ, "DATABASE_URL": url, "PICCOLO_CONF": "app.store.piccolo_conf"}
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "piccolo"),
+            "migrations",
+            "forwards",
+            "runs",
+            migration_id,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_progress_of_existing_runs_is_counted_again_as_nodes_done(fresh_url: str) -> None:
+    """steps_done used to count node executions (a loop of three: 3 of 1). Migrating
+    counts nodes done from each run's steps, with its iterations and fan-out items."""
+    _forwards_to(fresh_url, "2026-11-30T23:40:00:000000")
+    runs = {
+        name: str(uuid.UUID(int=i + 1)) for i, name in enumerate(["loop", "fan", "failed", "plain"])
+    }
+    # name: steps_total, old steps_done, steps as (node, item index, status, tool)
+    plans = {
+        "loop": (1, 3, [("refine", None, "completed", None)] * 3),
+        "fan": (
+            2,
+            5,
+            [("split", None, "completed", None)]
+            + [("translate", i, "completed", None) for i in range(3)]
+            + [("translate", 3, "failed", None), ("split", None, "completed", "sandbox")],
+        ),
+        "failed": (2, 1, [("first", None, "failed", None)]),
+        "plain": (2, 2, [("a", None, "completed", None), ("b", None, "reused", None)]),
+    }
+    statements = []
+    for name, (total, done, steps) in plans.items():
+        statements.append(
+            "INSERT INTO workflow_run (id, workflow_name, status, trigger, attempt, inputs,"
+            " created_at, total_tokens, total_cost_usd, steps_total, steps_done) VALUES"
+            f" ('{runs[name]}', 'w', 'failed', 'api', 1, '{{}}',"
+            f" '2026-03-14 12:00:00+00:00', 0, 0, {total}, {done})"
+        )
+        for order, (node, item, status, tool) in enumerate(steps):
+            statements.append(
+                "INSERT INTO step_run (id, run, node_id, step_order, item_index, status,"
+                " started_at, tokens, tries, cost_usd, tool) VALUES"
+                f" ('{uuid.uuid4()}', '{runs[name]}', '{node}', {order},"
+                f" {'NULL' if item is None else item}, '{status}', '2026-03-14 12:00:00+00:00',"
+                f" 0, 1, 0, {'NULL' if tool is None else repr(tool)})"
+            )
+    asyncio.run(_sql(fresh_url, [*statements, "SELECT 1"]))
+
+    migrated = _cli("migrate", url=fresh_url)
+    assert migrated.returncode == 0, migrated.stderr
+    found = asyncio.run(
+        _sql(fresh_url, ["SELECT id, steps_done, iterations, items_done FROM workflow_run"])
+    )
+    names = {v: k for k, v in runs.items()}
+    progress = {names[str(run_id)]: tuple(rest) for run_id, *rest in found}
+    assert progress == {
+        "loop": (1, 3, 0),
+        "fan": (2, 0, 3),  # the failed item and the sandbox call are not progress
+        "failed": (0, 0, 0),
+        "plain": (2, 0, 0),
+    }

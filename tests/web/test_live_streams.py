@@ -168,7 +168,7 @@ async def test_a_row_changed_by_another_process_is_pushed_to_the_tab(
         await asyncio.sleep(2.5)
         await set_progress(running, 2, "review")
         message = await stream.wait_for(
-            lambda m: row_of(running)(m) and "2/3 · review" in m.data, "the running row"
+            lambda m: row_of(running)(m) and "2/3 nodes · review" in m.data, "the running row"
         )
         assert 'data-action="cancel"' in message.data  # an operator's row keeps its actions
         assert message.id and message.id.isdigit()
@@ -256,7 +256,7 @@ async def test_reconnecting_with_last_event_id_catches_up(
     # The page's own time is far ahead: only Last-Event-ID can bring b's change.
     async with open_stream(server, list_path(a, b, ahead=3600), last_event_id=seen.id) as again:
         caught = await again.wait_for(row_of(b), "b's change, caught up on reconnect")
-        assert "4/5 · ship" in caught.data
+        assert "4/5 nodes · ship" in caught.data
         assert int(caught.id or 0) > int(seen.id or 0)
 
 
@@ -418,6 +418,6 @@ async def test_the_feed_listens_again_and_catches_up_after_losing_its_connection
         # Written while the feed has no connection: heard by the catch-up after.
         await set_progress(run, 7, "late")
         message = await stream.wait_for(
-            lambda m: row_of(run)(m) and "7/9 · late" in m.data, "the change after the cut"
+            lambda m: row_of(run)(m) and "7/9 nodes · late" in m.data, "the change after the cut"
         )
         assert message.id
