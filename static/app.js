@@ -573,7 +573,7 @@
 
   // -- messages ------------------------------------------------------------------------
 
-  // Every message can be dismissed; a refused search's goes once the list is redrawn.
+  // Every message can be dismissed; a refused search's goes when the filters are sent again.
   document.addEventListener("click", (event) => {
     const close = event.target instanceof Element && event.target.closest("#alerts [data-dismiss]");
     if (!close) return;
@@ -581,11 +581,17 @@
     alert?.remove();
     if (alert?.dataset.alert === "invalid_search") document.querySelector('#filters input[name="q"]')?.focus();
   });
-  document.addEventListener("htmx:after:swap", (event) => {
-    if (event.target instanceof Element && event.target.id === "runs-table") {
-      document.querySelectorAll('#alerts [data-alert="invalid_search"]').forEach((el) => el.remove());
-    }
-  });
+  const dropSearchAlerts = () =>
+    document.querySelectorAll('#alerts [data-alert="invalid_search"]').forEach((el) => el.remove());
+  for (const type of ["submit", "change"]) {
+    document.addEventListener(
+      type,
+      (event) => {
+        if (event.target instanceof Element && event.target.closest("#filters")) dropSearchAlerts();
+      },
+      true,
+    );
+  }
 
   // Whether this page is following the runs: an operator who leaves a tab open must
   // see when it is not.
