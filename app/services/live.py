@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,12 +55,14 @@ class Watch:
     """What one tab shows: a run's page (`run_id`), or a list page with its filters,
     the runs on it (by short id, the first 8 hex digits: a page of 200 fits in a URL,
     and a clash only costs a row sent that the page does not have), and the time after
-    which a matching run counts as new."""
+    which a matching run counts as new. Or the workers page (`workers`): the queue's
+    workers and figures, read once per interval for all such tabs."""
 
     run_id: str | None = None
     filters: RunFilters | None = None
     shown: frozenset[str] = frozenset()
     newer_than: datetime | None = None
+    workers: bool = False
 
 
 @dataclass
@@ -69,11 +72,20 @@ class LiveUpdate:
     new_runs: int = 0
     detail: RunDetail | None = None
     stats: Any = None
+    # The queue workers, when they changed (a workers page).
+    workers: Any = None
     # So much changed while the tab was away that it should load its page again.
     reload: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.new_runs or self.detail or self.stats or self.reload)
+        return bool(
+            self.rows
+            or self.new_runs
+            or self.detail
+            or self.stats
+            or self.workers is not None
+            or self.reload
+        )
 
 
 def matches(filters: RunFilters, run: RunSummary) -> bool:
@@ -171,6 +183,8 @@ class Subscription:
         self.new_ids: set[str] = set()
         self.new_to_tell = False
         self.stats_seen = 0
+        # The page was drawn with the workers of now: only what changes after is sent.
+        self.workers_seen = hub.workers_generation
         self.wake = asyncio.Event()
 
     def push(self, run_ids: Iterable[str], stamp: datetime, generation: int) -> None:
@@ -190,7 +204,13 @@ class Subscription:
         while True:
             if self.hub.closed:
                 return CLOSED
-            if self.pending or self.reload or self.new_to_tell or self._stats_changed():
+            if (
+                self.pending
+                or self.reload
+                or self.new_to_tell
+                or self._stats_changed()
+                or self._workers_changed()
+            ):
                 update = await self._build()
                 if update:
                     return update
@@ -203,7 +223,11 @@ class Subscription:
                 await asyncio.wait_for(self.wake.wait(), left)
 
     def _stats_changed(self) -> bool:
-        return self.watch.filters is not None and self.hub.stats_generation > self.stats_seen
+        wants = self.watch.filters is not None or self.watch.workers
+        return wants and self.hub.stats_generation > self.stats_seen
+
+    def _workers_changed(self) -> bool:
+        return self.watch.workers and self.hub.workers_generation > self.workers_seen
 
     async def _build(self) -> LiveUpdate:
         ids, self.pending = self.pending, set()
@@ -215,10 +239,13 @@ class Subscription:
         if self._stats_changed():
             self.stats_seen = self.hub.stats_generation
             update.stats = self.hub.stats
+        if self._workers_changed():
+            self.workers_seen = self.hub.workers_generation
+            update.workers = self.hub.workers
         if self.new_to_tell:
             self.new_to_tell = False
             update.new_runs = len(self.new_ids)
-        if not ids:
+        if not ids or self.watch.workers:
             return update
         generation = self.generation
         ancestors = await self.hub.ancestors(ids, generation)
@@ -261,6 +288,7 @@ class LiveHub:
         poll_seconds: float = 0.5,
         stats: Callable[[], Awaitable[Any]] | None = None,
         stats_seconds: float = 5.0,
+        workers: Callable[[], Awaitable[Sequence[Any]]] | None = None,
     ):
         self.store = store
         self.changes = ChangeStore()
@@ -273,6 +301,11 @@ class LiveHub:
         self.closed = False
         self.stats: Any = None
         self.stats_generation = 0
+        # The queue workers (`ProcessView`s), read with the queue's figures while a
+        # workers page is open: their heartbeats have no change feed.
+        self.workers_source = workers
+        self.workers: list[Any] | None = None
+        self.workers_generation = 0
         self.last_stamp: datetime | None = None
         self._started = datetime.now(UTC)
         self._tasks: list[asyncio.Task[None]] = []
@@ -386,7 +419,7 @@ class LiveHub:
         self._started = datetime.now(UTC)
         postgres = self.database_url.startswith(("postgres://", "postgresql://"))
         self._tasks.append(asyncio.create_task(self._listen() if postgres else self._poll()))
-        if self.stats_source is not None:
+        if self.stats_source is not None or self.workers_source is not None:
             self._tasks.append(asyncio.create_task(self._watch_stats()))
 
     async def _poll(self) -> None:
@@ -495,19 +528,39 @@ class LiveHub:
             self.publish(ids, self._heard_stamp)
 
     async def _watch_stats(self) -> None:
-        """The queue strip: one query per interval for all tabs, sent when it changes."""
-        assert self.stats_source is not None
+        """The queue strip, and the workers while a workers page is open: one query
+        each per interval for all tabs, sent when it changes."""
         while not self.closed:
             if not self.subscriptions:
                 await self._has_subscribers.wait()
             try:
-                stats = await self.stats_source()
+                if self.stats_source is not None:
+                    stats = await self.stats_source()
+                    if stats != self.stats:
+                        self.stats = stats
+                        self.stats_generation += 1
+                        self._wake()
+                if self.workers_source is not None and any(
+                    sub.watch.workers for sub in self.subscriptions
+                ):
+                    await self._read_workers(self.workers_source)
             except Exception:
                 log.warning("reading the queue's figures failed", exc_info=True)
-            else:
-                if stats != self.stats:
-                    self.stats = stats
-                    self.stats_generation += 1
-                    for sub in list(self.subscriptions):
-                        sub.wake.set()
             await asyncio.sleep(self.stats_seconds)
+
+    async def _read_workers(self, source: Callable[[], Awaitable[Sequence[Any]]]) -> None:
+        workers = list(await source())
+
+        # Shown to the second: a heartbeat, a stop, a run taken or ended, and a worker
+        # that stopped beating (its silence grows) are all changes.
+        def shown(views: Sequence[Any]) -> list[Any]:
+            return [dataclasses.replace(w, silent_for=round(w.silent_for)) for w in views]
+
+        if self.workers is None or shown(workers) != shown(self.workers):
+            self.workers = workers
+            self.workers_generation += 1
+            self._wake()
+
+    def _wake(self) -> None:
+        for sub in list(self.subscriptions):
+            sub.wake.set()

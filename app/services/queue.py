@@ -223,6 +223,7 @@ async def run_worker(app: App, runs: RunService, *, concurrency: int, ready: Any
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    supervisor.concurrency = concurrency
     await supervisor.start()
     maintenance = asyncio.create_task(QueueMaintenance(app, runs).forever())
     try:

@@ -126,6 +126,8 @@ class RunSupervisor:
         self._pumps = 0
         # When our own heartbeat last failed (event loop time), or None.
         self._last_beat_failure: float | None = None
+        # A queue worker's runs at once, registered for the workers page.
+        self.concurrency: int | None = None
 
     @property
     def instance_id(self) -> str:
@@ -154,6 +156,7 @@ class RunSupervisor:
                 pid=i.pid,
                 pid_ns=i.pid_ns,
                 boot_id=i.boot_id,
+                concurrency=self.concurrency,
             ),
             what="registering the process",
         )

@@ -107,6 +107,7 @@ def build_services(
             database_url=settings.database_url,
             poll_seconds=settings.live_poll_seconds,
             stats=runs.queue_stats if queued else None,
+            workers=runs.workers if queued else None,
         )
     from app.services.bulk import BulkService
     from app.store.bulk import BulkStore

@@ -29,6 +29,8 @@ class ProcessView:
     # Seconds since the last heartbeat, in the database's time.
     silent_for: float
     runs: tuple[str, ...] = ()
+    # Runs it executes at once (a queue worker's `--concurrency`).
+    concurrency: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -41,7 +43,7 @@ class ProcessView:
 
 _COLUMNS = (
     "p.id, p.kind, p.host, p.pid, p.pid_ns, p.boot_id, p.started_at, p.heartbeat_at,"
-    " p.stopped_at, p.stop_reason"
+    " p.stopped_at, p.stop_reason, p.concurrency"
 )
 
 
@@ -70,6 +72,7 @@ def _view(row: dict[str, Any], runs: Sequence[str] = ()) -> ProcessView:
         stop_reason=row["stop_reason"],
         silent_for=max(float(row["silent_for"] or 0.0), 0.0),
         runs=tuple(runs),
+        concurrency=row.get("concurrency"),
     )
 
 
@@ -83,17 +86,20 @@ class ProcessStore:
         pid: int,
         pid_ns: str | None,
         boot_id: str | None,
+        concurrency: int | None = None,
     ) -> None:
         now = db_now()
         await RunProcess.raw(
-            "INSERT INTO run_process (id, kind, host, pid, pid_ns, boot_id, started_at,"
-            f" heartbeat_at) VALUES ({{}}, {{}}, {{}}, {{}}, {{}}, {{}}, {now}, {now})",
+            "INSERT INTO run_process (id, kind, host, pid, pid_ns, boot_id, concurrency,"
+            " started_at, heartbeat_at)"
+            f" VALUES ({{}}, {{}}, {{}}, {{}}, {{}}, {{}}, {{}}, {now}, {now})",
             instance_id,
             kind,
             host,
             pid,
             pid_ns,
             boot_id,
+            concurrency,
         )
 
     async def beat(self, instance_id: str) -> bool:

@@ -156,6 +156,9 @@ class RunProcess(Table, tablename="run_process"):
     heartbeat_at = Timestamptz(default=TimestamptzNow())
     # Set when the process stopped cleanly or was declared dead; never cleared.
     stopped_at = Timestamptz(null=True, default=None)
+    # How many runs a queue worker executes at once (`worker --concurrency`); None for
+    # other processes.
+    concurrency = Integer(null=True, default=None)
     stop_reason = Text(null=True, default=None)
 
 

@@ -132,6 +132,16 @@ async def _stream(
         sub.close()
 
 
+def workers_events(request: Request[Any, Any, Any], live: LiveHub) -> ServerSentEvent:
+    """The workers page's live stream: its table and the queue strip, as they change.
+    Heartbeats have no change feed: the hub reads the workers once per interval for
+    every open workers page of this process, and sends them when they changed."""
+    return ServerSentEvent(
+        _stream(request, live, Watch(workers=True), None, "_live_workers.html"),
+        headers={"X-Accel-Buffering": "no"},
+    )
+
+
 def _links(query: ListQuery) -> dict[str, Any]:
     """The page's own query, as its links keep it (see runs/_table.html)."""
     filters = query.filters

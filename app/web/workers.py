@@ -6,8 +6,10 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.enums import MediaType
+from litestar.response import ServerSentEvent
 
 from app.web.formatting import iso
+from app.web.live import workers_events
 from app.web.render import answer_format, template
 
 __all__ = ["WorkersController"]
@@ -28,6 +30,7 @@ class WorkersController(Controller):
                             "id": w.id,
                             "host": w.host,
                             "pid": w.pid,
+                            "concurrency": w.concurrency,
                             "started_at": iso(w.started_at),
                             "last_heartbeat": iso(w.heartbeat_at),
                             "silent_seconds": round(w.silent_for, 1),
@@ -49,6 +52,10 @@ class WorkersController(Controller):
             now=request.app.state.clock(),
             nav="workers",
         )
+
+    @get("/workers/events", name="workers:events", summary="Live changes of the workers (SSE)")
+    async def events(self, request: Request[Any, Any, Any]) -> ServerSentEvent:
+        return workers_events(request, request.app.state.live)
 
     @get("/workflows/queue", name="workers:strip", summary="The queue strip of the run list")
     async def queue_strip(self, request: Request[Any, Any, Any]) -> Response[Any]:

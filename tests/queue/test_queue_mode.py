@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -354,3 +355,71 @@ async def test_a_large_batch_has_its_tables_analyzed(empty_db: str, cluster) -> 
     )
     statuses = await _wait_terminal([str(r["id"]) for r in new], timeout=120)
     assert Counter(statuses.values()) == {"completed": 1000}
+
+
+async def _sse_until(
+    client: httpx.AsyncClient, url: str, found: Any, start: Any, timeout: float = 20
+) -> str:
+    """Read the SSE stream at `url` (after calling `start()` once it is open) until a
+    message's data satisfies `found`; returns that data."""
+
+    async def read() -> str:
+        async with client.stream("GET", url) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            started = False
+            data: list[str] = []
+            async for line in response.aiter_lines():
+                if not started:
+                    started = True
+                    await start()
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif not line and data:
+                    message, data = "\n".join(data), []
+                    if found(message):
+                        return message
+        raise AssertionError("the stream ended")
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def test_the_workers_page_shows_each_worker_and_follows_it_live(
+    empty_db: str, cluster
+) -> None:
+    servers, workers = cluster
+    pids = {w.pid for w in workers}
+    async with httpx.AsyncClient(timeout=30) as client:
+        listed = (await client.get(f"{servers[0].url}/workers", headers=JSON)).json()
+        live = [w for w in listed["workers"] if w["alive"]]
+        assert {w["pid"] for w in live} == pids
+        for worker in live:
+            # Registered by the worker itself: its --concurrency (4 in bench.load).
+            assert worker["concurrency"] == 4
+            assert worker["host"] and worker["started_at"] and worker["last_heartbeat"]
+            assert worker["runs"] == []
+
+        page = (await client.get(f"{servers[0].url}/workers")).text
+        assert 'hx-sse:connect="/workers/events"' in page
+        assert "<caption>" in page and '<th scope="col">Concurrency</th>' in page
+        for worker in live:
+            assert f'<th scope="row" class="mono">{worker["id"]}</th>' in page
+
+        # A run taken by a worker shows in its row without a reload.
+        [slow] = await _failed_runs(1, SLOW_SNAPSHOT)
+        restarted: list[str] = []
+
+        async def restart() -> None:
+            restarted.append((await _restart(client, servers[1], slow)).json()["run_id"])
+
+        message = await _sse_until(
+            client,
+            f"{servers[0].url}/workers/events",
+            lambda data: bool(restarted) and f'href="/workflows/{restarted[0]}"' in data,
+            restart,
+        )
+        assert 'hx-target="#workers"' in message
+        pid = await _running_on_worker(restarted[0])
+        row = message.split(f'<td class="num">{pid}</td>', 1)[1].split("</tr>", 1)[0]
+        assert f'1 of 4: <a class="mono" href="/workflows/{restarted[0]}">' in row
+        await _wait_terminal(restarted, timeout=30)

@@ -143,3 +143,60 @@ async def test_a_tab_that_goes_away_mid_load_does_not_break_the_others(empty_db:
         assert [r.id for r in (await later.next(5)).rows] == [run_id]
     finally:
         hub.closed = True
+
+
+async def test_workers_pages_share_one_read_per_interval_and_get_only_changes(
+    empty_db: str,
+) -> None:
+    """Heartbeats have no change feed: the hub reads the workers once per interval for
+    every open workers page, and wakes them only when what they show changed."""
+    from app.store.processes import ProcessView
+
+    reads = 0
+    beat = NOW
+
+    async def workers() -> list[ProcessView]:
+        nonlocal reads
+        reads += 1
+        return [
+            ProcessView(
+                id="w1",
+                kind="worker",
+                host="box",
+                pid=42,
+                pid_ns=None,
+                boot_id=None,
+                started_at=NOW,
+                heartbeat_at=beat,
+                stopped_at=None,
+                stop_reason=None,
+                silent_for=0.1 + 0.001 * reads,  # shown to the second: the same
+                concurrency=4,
+            )
+        ]
+
+    hub = LiveHub(
+        RunStore(), database_url=os.environ["DATABASE_URL"], workers=workers, stats_seconds=0.05
+    )
+    tabs = [await hub.subscribe(Watch(workers=True), None) for _ in range(3)]
+    listing = await hub.subscribe(Watch(filters=RunFilters()), None)
+    try:
+        first = await asyncio.gather(*(t.next(5) for t in tabs))
+        assert all(u and [w.pid for w in u.workers] == [42] for u in first)
+        # Reads go on, nothing shown changed: nothing is sent.
+        await asyncio.sleep(0.2)
+        assert reads >= 3
+        assert await tabs[0].next(0.1) is None
+        # A heartbeat is a change; a list page never gets the workers.
+        beat = NOW + timedelta(seconds=2)
+        update = await tabs[0].next(5)
+        assert update is not None and update.workers[0].heartbeat_at == beat
+        assert await listing.next(0.2) is None
+        # A run of this process's feed does not wake a workers page for nothing.
+        hub.publish({fixed_id(1)}, datetime.now(UTC))
+        assert await tabs[1].next(0.2) is not None  # the heartbeat it had not seen
+        assert await tabs[1].next(0.2) is None
+    finally:
+        await hub.close()
+        for sub in [*tabs, listing]:
+            sub.close()
