@@ -105,7 +105,7 @@ def test_a_row_finishing_in_another_process_updates_in_the_tab(
     row = page.locator(f"#run-{runs[RUNNING]}")
     expect(row.locator(".step")).to_contain_text("0/40")
     set_progress(run_db, runs[RUNNING], 12, "review")
-    expect(row.locator(".step")).to_contain_text("12/40 · review", timeout=3_000)
+    expect(row.locator(".step")).to_contain_text("12/40 nodes · review", timeout=3_000)
 
     async def complete() -> None:
         await WorkflowRun.update(
