@@ -839,6 +839,9 @@ class RunService:
         among the runs the filters match (1 for the newest)."""
         counts = await run_counts(filters)
         start = 1
+        if counts.capped:
+            # A search found more runs than it counts: no place to tell.
+            return PageCounts(counts, start, counts.matching(filters.status))
         if page is not None and page.runs and (page.prev_cursor or page.next_cursor):
             # The runs newer than the page's first one, counted the same way.
             newest = page.runs[0].created_at + timedelta(microseconds=1)

@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.store.models import RunFilters
-from app.store.runs import filter_sql, no_restart
+from app.store.runs import common_search, filter_sql, no_restart
 from app.store.tables import ATTENTION, RUN_STATUSES, WorkflowRun
 
 __all__ = ["RunCounts", "buckets", "run_counts"]
 
 TEN_MINUTES, HOUR, DAY = 600, 3600, 86400
+# A search counts the runs it finds up to this many; past it, the counts say "more than".
+SEARCH_CAP = 500
 _FINISHED = "('completed', 'failed', 'cancelled')"
 
 
@@ -34,6 +36,12 @@ class RunCounts:
     cost_usd: float = 0.0
     # Failed runs never restarted (also counted as failed).
     attention: int = 0
+    # A search found more than SEARCH_CAP runs: the figures are of the first ones only.
+    capped: bool = False
+
+    @property
+    def cap(self) -> int:
+        return SEARCH_CAP
 
     @property
     def total(self) -> int:
@@ -125,13 +133,15 @@ async def _from_runs(
         args.extend(values)
     condition = " AND ".join(where) or "TRUE"
     if searched:
-        # One pass over the runs a search finds, with the failed ones never restarted.
+        # One pass over the runs a search finds, with the failed ones never restarted,
+        # stopped past SEARCH_CAP: a common word is in a good share of a million runs.
         found: list[dict[str, Any]] = await WorkflowRun.raw(
             "SELECT status, count(*) AS runs,"
             f" sum(CASE WHEN status IN {_FINISHED} THEN total_tokens ELSE 0 END) AS tokens,"
             f" sum(CASE WHEN status IN {_FINISHED} THEN total_cost_usd ELSE 0 END) AS cost_usd,"
-            f" sum(CASE WHEN status = 'failed' AND {no_restart('workflow_run.')} THEN 1"
-            f" ELSE 0 END) AS attention FROM workflow_run WHERE {condition} GROUP BY status",
+            f" sum(CASE WHEN status = 'failed' AND {no_restart('m.')} THEN 1"
+            " ELSE 0 END) AS attention FROM (SELECT id, status, total_tokens, total_cost_usd"
+            f" FROM workflow_run WHERE {condition} LIMIT {SEARCH_CAP + 1}) AS m GROUP BY status",
             *args,
         )
         attention = sum(int(r["attention"] or 0) for r in found)
@@ -162,7 +172,10 @@ async def run_counts(filters: RunFilters) -> RunCounts:
     if filters.id_prefix or filters.text:
         # A run-id prefix (a range of the primary key) or a search (the runs an index
         # finds): the counters cannot answer them, the runs are counted where they are.
-        terms = filter_sql(RunFilters(id_prefix=filters.id_prefix, text=filters.text))
+        terms = filter_sql(
+            RunFilters(id_prefix=filters.id_prefix, text=filters.text),
+            common=await common_search(filters.text),
+        )
         if terms is not None:
             _add(sums, await _from_runs(workflow, since, until, terms, searched=True))
     elif since is None and until is None:
@@ -178,8 +191,10 @@ async def run_counts(filters: RunFilters) -> RunCounts:
                 _add(sums, await _from_runs(workflow, since, _at(first), []))
             if until is not None and end is not None and _at(end) < until:
                 _add(sums, await _from_runs(workflow, _at(end), until, []))
+    by_status = {s: sums[s][0] for s in RUN_STATUSES if sums.get(s, [0])[0]}
     return RunCounts(
-        by_status={s: sums[s][0] for s in RUN_STATUSES if sums.get(s, [0])[0]},
+        by_status=by_status,
+        capped=bool(filters.id_prefix or filters.text) and sum(by_status.values()) > SEARCH_CAP,
         tokens=sum(v[1] for v in sums.values()),
         # Counters that went up and down again hold float residue (-1e-18, -0.0).
         cost_usd=round(sum(v[2] for v in sums.values()), 9) + 0.0,

@@ -8,10 +8,11 @@ search typed halfway still finds. A search that could be the start of a run id (
 digits and dashes) also finds the runs whose id starts with it.
 
 User text never reaches the query language as such: on SQLite each word goes to FTS5
-MATCH as a quoted string, on PostgreSQL to `to_tsquery` as a bare word of letters and
-digits, which holds no operator. The indexes (FTS5 table `run_search` kept by
-triggers; a GIN index on the tsvector expression below) are created by the migration
-runs_2026_12_01t09_00_00_000000; the expression here must stay the one it indexes.
+MATCH as a quoted string, on PostgreSQL into a `tsquery` as a bare word of letters and
+digits (lowercased, as the 'simple' configuration would), which holds no operator. The
+indexes (FTS5 table `run_search` kept by triggers; the stored tsvector column
+`search_doc` with a GIN index) are created by the migration
+runs_2026_12_01t09_00_00_000000.
 """
 
 from __future__ import annotations
@@ -28,15 +29,6 @@ MAX_WORDS = 8
 
 _WORD = re.compile(r"[^\W_]+")
 _HEX = frozenset("0123456789abcdef")
-
-# What PostgreSQL indexes (GIN, migration runs_2026_12_01t09_00_00_000000): the three
-# fields with everything but letters and digits turned into spaces, so that its parser
-# sees plain words (no host names, paths or versions made one token) as FTS5 does.
-PG_DOCUMENT = (
-    "to_tsvector('simple'::regconfig, regexp_replace(coalesce({at}workflow_name, '')"
-    " || ' ' || coalesce({at}error_node, '') || ' ' || coalesce({at}error_message, ''),"
-    " '[^[:alnum:]]+', ' ', 'g'))"
-)
 
 WHAT = "whole words in error messages, failed nodes and workflow names, or the start of a run id"
 
@@ -76,7 +68,7 @@ class Search:
         return " ".join([*(f'"{w}"' for w in whole), f'"{last}"*'])
 
     def tsquery(self) -> str:
-        """The `to_tsquery` text: words of letters and digits only, ANDed, the last a prefix."""
+        """The `tsquery` text: words of letters and digits only, ANDed, the last a prefix."""
         *whole, last = self.words
         return " & ".join([*whole, f"{last}:*"])
 

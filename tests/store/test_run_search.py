@@ -13,6 +13,8 @@ import pytest
 from factories import fixed_id, make_run
 from support import FROZEN_NOW
 
+from app.store import counts as counts_module
+from app.store import runs as runs_module
 from app.store.counts import RunCounts, run_counts
 from app.store.models import Cursor, RunFilters
 from app.store.runs import RunStore
@@ -149,7 +151,16 @@ def _counts_of(runs: list[dict[str, Any]], attention: int) -> RunCounts:
     return RunCounts(by_status=by, tokens=tokens, cost_usd=0.0, attention=attention)
 
 
-async def test_searches_find_what_python_finds_with_any_filter(empty_db: str) -> None:
+@pytest.mark.parametrize("plan", ["matches first", "newest first"])
+async def test_searches_find_what_python_finds_with_any_filter(
+    empty_db: str, plan: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both ways of finding a page: from the matches (rare words), or walking the runs
+    # newest first (words in more than COMMON_MATCHES runs).
+    monkeypatch.setattr(runs_module, "_common", {})
+    if plan == "newest first":
+        monkeypatch.setattr(runs_module, "COMMON_MATCHES", -1)
+        monkeypatch.setattr(runs_module, "COMMON_SHARE", -1.0)
     rng = random.Random(15)
     await _seed(rng, 60)
     runs = await _all_runs()
@@ -292,3 +303,24 @@ def test_what_a_search_cannot_be() -> None:
     assert parse("timeout").id_bounds is None
     assert parse('"Timeout:" upstream').fts5() == '"timeout" "upstream"*'
     assert parse("timeout upstr").tsquery() == "timeout & upstr:*"
+
+
+async def test_a_search_counts_up_to_its_cap_and_says_more(
+    empty_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(1, 8):
+        await make_run(
+            n,
+            created_at=FROZEN_NOW - timedelta(minutes=n),
+            status="failed",
+            error=("ProviderError", "upstream timeout", "draft"),
+        )
+    monkeypatch.setattr(counts_module, "SEARCH_CAP", 5)
+    counted = await run_counts(RunFilters(text="timeout"))
+    assert counted.capped and counted.total > 5
+    monkeypatch.setattr(counts_module, "SEARCH_CAP", 7)
+    counted = await run_counts(RunFilters(text="timeout"))
+    assert not counted.capped and counted.by_status == {"failed": 7}
+    # The counters' own filters are never capped.
+    monkeypatch.setattr(counts_module, "SEARCH_CAP", 1)
+    assert not (await run_counts(RunFilters(status="failed"))).capped

@@ -106,3 +106,28 @@ async def test_needs_attention_lists_failed_runs_not_restarted(client: Any) -> N
     shown = await client.get("/workflows?status=attention", headers=JSON)
     assert [r["id"] for r in shown.json()["runs"]] == [fixed_id(4)]
     assert _counts((await client.get("/workflows")).text)["needs attention"] == "1"
+
+
+async def test_a_search_found_in_many_runs_says_more_than_it_counts(
+    client: Any, monkeypatch: Any
+) -> None:
+    from app.store import counts
+
+    for n in range(1, 5):
+        await make_run(
+            n,
+            created_at=FROZEN_NOW - timedelta(minutes=n),
+            status="failed",
+            error=("ProviderError", "upstream timeout after 60 s", "draft"),
+        )
+    monkeypatch.setattr(counts, "SEARCH_CAP", 3)
+    page = await client.get("/workflows?q=timeout")
+    soup = BeautifulSoup(page.text, "html.parser")
+    strip = soup.select_one("#run-counts")
+    assert strip is not None
+    assert strip.get_text(" ", strip=True).startswith("More than 3 runs match this search")
+    position = soup.select_one(".pager .position")
+    assert position is not None and position.get_text() == "4 shown of more than 3"
+    monkeypatch.setattr(counts, "SEARCH_CAP", 4)
+    page = await client.get("/workflows?q=timeout")
+    assert _counts(page.text)["failed"] == "4"
