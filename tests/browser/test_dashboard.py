@@ -244,13 +244,13 @@ def test_help_dialog(page: Page, runs: dict[int, str]) -> None:
     expect(dialog).to_be_hidden()
 
 
-def test_slash_focuses_the_run_id_box(page: Page, runs: dict[int, str]) -> None:
+def test_slash_focuses_the_search_box(page: Page, runs: dict[int, str]) -> None:
     open_list(page)
     page.keyboard.press("j")
     first = table_rows(page).first
     expect(first).to_be_focused()
     page.keyboard.press("/")
-    box = page.get_by_role("searchbox", name="Run id")
+    box = page.get_by_role("searchbox", name="Search")
     expect(box).to_be_focused()
     page.keyboard.type("jk")
     expect(box).to_have_value("jk")
