@@ -486,7 +486,7 @@
   // -- a pinned default view (a cookie, so the server can open it at /workflows) -------
 
   const PIN = "ca_view";
-  const PIN_KEYS = ["status", "workflow", "since", "q"];
+  const PIN_KEYS = ["status", "workflow", "since", "until", "q"];
 
   function viewQuery(search) {
     const params = new URLSearchParams(search);

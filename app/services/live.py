@@ -93,6 +93,8 @@ def matches(filters: RunFilters, run: RunSummary) -> bool:
         return False
     if filters.workflow and run.workflow_name not in filters.workflow:
         return False
+    if filters.until and run.created_at >= filters.until:
+        return False
     if filters.id_prefix:
         digits = filters.id_prefix.replace("-", "").lower()
         if not run.id.replace("-", "").startswith(digits):

@@ -150,6 +150,7 @@ def _links(query: ListQuery) -> dict[str, Any]:
         "workflow": filters.workflow,
         "q": filters.q,
         "since": query.since,
+        "until": query.until,
         "limit": query.limit if query.limit != 50 else None,
     }
 

@@ -46,7 +46,7 @@ def template(name: str, status_code: int = 200, **context: Any) -> Template:
 # The view an operator pinned (app.js sets the cookie): only the list's filters, so the
 # redirect can only land on the run list.
 PIN_COOKIE = "ca_view"
-_PIN_KEYS = ("status", "workflow", "since", "q")
+_PIN_KEYS = ("status", "workflow", "since", "until", "q")
 
 
 def pinned_view(request: Request[Any, Any, Any]) -> str | None:

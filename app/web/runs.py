@@ -195,12 +195,19 @@ def _filters(
     workflow: Any,
     q: str | None,
     since: datetime | None = None,
+    until: datetime | None = None,
 ) -> RunFilters:
     status = (status or "").strip() or None
     if status is not None and status not in STATUS_FILTERS:
         raise InvalidQuery(f"status {status!r} is not one of: {', '.join(STATUS_FILTERS)}")
+    if since is not None and until is not None and until <= since:
+        raise InvalidQuery("until must be later than since")
     return RunFilters(
-        status=status, workflow=check_workflows(workflow), text=check_search(q), since=since
+        status=status,
+        workflow=check_workflows(workflow),
+        text=check_search(q),
+        since=since,
+        until=until,
     )
 
 
@@ -214,6 +221,7 @@ class ListQuery:
     limit: int
     # The time filter as given ("1h"), kept for links and forms.
     since: str | None = None
+    until: str | None = None
 
 
 def provide_list_query(
@@ -226,20 +234,24 @@ def provide_list_query(
     before: FromQuery[str | None] = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
     since: FromQuery[str | None] = None,
+    until: FromQuery[str | None] = None,
 ) -> ListQuery:
     """`status` (alias `status_filter`), `workflow` (repeat it for several), `q` (words of
     the error message, failed node or workflow name, or the start of a run id), created `since`
-    (1h, 24h, 7d or an ISO time); `cursor` pages to older runs, `before` to newer ones;
-    `limit` runs a page (at most 200)."""
+    and `until` (1h, 24h, 7d ago or an ISO time); `cursor` pages to older runs, `before`
+    to newer ones; `limit` runs a page (at most 200)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-    moment = parse_time(since, request.app.state.clock(), "since")
+    now = request.app.state.clock()
+    moment = parse_time(since, now, "since")
+    end = parse_time(until, now, "until")
     return ListQuery(
-        filters=_filters(status or status_filter, workflow, q, moment),
+        filters=_filters(status or status_filter, workflow, q, moment, end),
         cursor=_cursor(cursor, "cursor"),
         before=_cursor(before, "before"),
         limit=limit,
         since=(since or "").strip() or None,
+        until=(until or "").strip() or None,
     )
 
 
@@ -265,6 +277,7 @@ class RunController(Controller):
             "counts": await runs.counts(query.filters, page),
             "filters": query.filters,
             "since_text": query.since,
+            "until_text": query.until,
             "limit": query.limit,
             "now": now,
             "since": stamp_token(now),

@@ -131,3 +131,33 @@ async def test_a_search_found_in_many_runs_says_more_than_it_counts(
     monkeypatch.setattr(counts, "SEARCH_CAP", 4)
     page = await client.get("/workflows?q=timeout")
     assert _counts(page.text)["failed"] == "4"
+
+
+async def test_a_time_range_until_a_moment(client: Any) -> None:
+    await _seed()
+    # Runs every 3 minutes back from now: 1h to 2h ago holds runs 20 to 39 (or 40).
+    page = await client.get("/workflows?since=2h&until=1h")
+    counts = _counts(page.text)
+    direct = await client.get("/workflows?since=2h&until=1h&limit=200", headers=JSON)
+    runs = direct.json()["runs"]
+    assert int(counts["all"]) == len(runs) == 20
+    assert all(
+        FROZEN_NOW - timedelta(hours=2) <= _at(r["created_at"]) < FROZEN_NOW - timedelta(hours=1)
+        for r in runs
+    )
+    soup = BeautifulSoup(page.text, "html.parser")
+    assert soup.select_one('#filters input[name="until"]')["value"] == "1h"
+    # Links keep the range.
+    assert "until=1h" in soup.select_one("#run-counts a.count-failed")["href"]
+    for bad, words in (
+        ("until=soon", "until 'soon' is not a time"),
+        ("since=1h&until=2h", "later"),
+    ):
+        answer = await client.get(f"/workflows?{bad}", headers=JSON)
+        assert answer.status_code == 400 and words in answer.json()["error"], answer.text
+
+
+def _at(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
