@@ -480,7 +480,7 @@
     zone = zone === "local" ? "utc" : "local";
     store(ZONE, zone === "local" ? "local" : null, localStorage);
     zoneTimes(document);
-    announce(zone === "local" ? `Times are shown in local time (${localStamp(new Date().toISOString()).slice(20)}).` : "Times are shown in UTC.", true);
+    announce(zone === "local" ? `Times are shown in local time (${localStamp(new Date().toISOString()).slice(20)}).` : "Times are shown in UTC.");
   }
 
   // -- a pinned default view (a cookie, so the server can open it at /workflows) -------
@@ -519,10 +519,10 @@
     const isPinned = pinnedView() === here && here;
     if (isPinned || !here) {
       document.cookie = `${PIN}=; Path=/; Max-Age=0; SameSite=Lax`;
-      announce("Runs opens on every run again.", true);
+      announce("Runs opens on every run again.");
     } else {
       document.cookie = `${PIN}=${encodeURIComponent(here)}; Path=/; Max-Age=31536000; SameSite=Lax`;
-      announce("Runs now opens on this view. Clear the filters to see every run.", true);
+      announce("Runs now opens on this view. Clear the filters to see every run.");
     }
     syncPin();
   }
