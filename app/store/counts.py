@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.store.dbtime import is_postgres
 from app.store.models import RunFilters
 from app.store.runs import common_search, filter_sql, no_restart
 from app.store.tables import ATTENTION, RUN_STATUSES, WorkflowRun
@@ -174,7 +175,9 @@ async def run_counts(filters: RunFilters) -> RunCounts:
         # finds): the counters cannot answer them, the runs are counted where they are.
         terms = filter_sql(
             RunFilters(id_prefix=filters.id_prefix, text=filters.text),
-            common=await common_search(filters.text),
+            # SQLite counts from the index's matches either way: walking the runs
+            # without an order starts from the oldest.
+            common=is_postgres() and await common_search(filters.text),
         )
         if terms is not None:
             _add(sums, await _from_runs(workflow, since, until, terms, searched=True))
