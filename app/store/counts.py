@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.store import runs
 from app.store.dbtime import is_postgres
 from app.store.models import RunFilters
 from app.store.runs import common_search, filter_sql, no_restart
@@ -24,7 +25,7 @@ __all__ = ["RunCounts", "buckets", "run_counts"]
 
 TEN_MINUTES, HOUR, DAY = 600, 3600, 86400
 # A search counts the runs it finds up to this many; past it, the counts say "more than".
-SEARCH_CAP = 500
+SEARCH_CAP = 200
 _FINISHED = "('completed', 'failed', 'cancelled')"
 
 
@@ -173,11 +174,16 @@ async def run_counts(filters: RunFilters) -> RunCounts:
     if filters.id_prefix or filters.text:
         # A run-id prefix (a range of the primary key) or a search (the runs an index
         # finds): the counters cannot answer them, the runs are counted where they are.
+        common = await common_search(filters.text)
+        narrowed = workflow or since or until
+        if common and not (is_postgres() or narrowed) and runs.COMMON_MATCHES >= SEARCH_CAP:
+            # SQLite's look found more than COMMON_MATCHES runs, so more than the cap.
+            return RunCounts(capped=True)
         terms = filter_sql(
             RunFilters(id_prefix=filters.id_prefix, text=filters.text),
             # SQLite counts from the index's matches either way: walking the runs
             # without an order starts from the oldest.
-            common=is_postgres() and await common_search(filters.text),
+            common=common and is_postgres(),
         )
         if terms is not None:
             _add(sums, await _from_runs(workflow, since, until, terms, searched=True))

@@ -109,11 +109,11 @@ def test_a_word_from_an_error_message_finds_its_run_among_100000(
     # Words are ANDed, the last one typed halfway; the workflow filter narrows it.
     box.fill("upstream time")
     box.press("Enter")
-    # 20,000 runs match: the strip counts 500 of them and says so.
+    # 20,000 runs match: the strip counts 200 of them and says so.
     expect(page.locator(".pager .position")).to_have_text(
-        "50 shown of more than 500", timeout=15_000
+        "50 shown of more than 200", timeout=15_000
     )
-    expect(page.locator("#run-counts")).to_contain_text("More than 500 runs match this search")
+    expect(page.locator("#run-counts")).to_contain_text("More than 200 runs match this search")
 
     # A search with no words: one message, however often it is sent, then dismissed.
     problems.allow_status(400, "&q=")
