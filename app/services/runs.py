@@ -41,6 +41,8 @@ from app.store.dbtime import retrying
 from app.store.models import Cursor, RunDetail, RunFilters, RunPage, RunSummary, StepView
 from app.store.processes import ProcessView
 from app.store.runs import DuplicateRestart, RunStore
+from app.store.search import SearchError
+from app.store.search import parse as parse_search
 from app.store.tables import RUN_STATUSES, STATUS_FILTERS
 from app.workflows.executor import (
     Replay,
@@ -66,7 +68,9 @@ __all__ = [
     "RunPage",
     "RunService",
     "RunSummary",
+    "SearchError",
     "StepView",
+    "parse_search",
 ]
 
 log = logging.getLogger("configurable_agents.runs")

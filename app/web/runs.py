@@ -22,9 +22,14 @@ from litestar.response import Redirect
 
 from app.errors import AppError
 from app.services.live import stamp_token
-from app.services.runs import STATUS_FILTERS, Cursor, RunFilters, RunService
-from app.store.search import SearchError
-from app.store.search import parse as parse_search
+from app.services.runs import (
+    STATUS_FILTERS,
+    Cursor,
+    RunFilters,
+    RunService,
+    SearchError,
+    parse_search,
+)
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
 from app.web.render import answer_format, pinned_view, row_target, template
