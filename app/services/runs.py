@@ -846,8 +846,9 @@ class RunService:
         if counts.capped:
             # A search found more runs than it counts: no place to tell.
             return PageCounts(counts, start, counts.matching(filters.status))
-        if page is not None and page.runs and (page.prev_cursor or page.next_cursor):
-            # The runs newer than the page's first one, counted the same way.
+        if page is not None and page.runs and page.prev_cursor:
+            # The runs newer than the page's first one, counted the same way (the newest
+            # page has none: no second count for the page operators open most).
             newest = page.runs[0].created_at + timedelta(microseconds=1)
             newer = await run_counts(replace(filters, since=newest))
             start = newer.matching(filters.status) + 1
