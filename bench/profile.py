@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import time
 
@@ -29,6 +30,7 @@ async def profile(database_url: str, path: str, headers: dict[str, str], count: 
         recovery_interval_seconds=3600,
         allowed_hosts=("bench",),
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)  # the app runs on this event loop
     client = httpx.AsyncClient(transport=transport, base_url="http://bench")

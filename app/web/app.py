@@ -45,6 +45,7 @@ from app.web.metrics import metrics
 from app.web.request_log import RequestLogMiddleware
 from app.web.runs import RunController
 from app.web.security import MAX_BODY_BYTES, SecurityHeadersMiddleware, request_limits
+from app.web.snippets import SNIPPETS
 from app.web.workers import WorkersController
 
 __all__ = ["ROOT", "create_app"]
@@ -86,6 +87,7 @@ def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     # (once per row) costs more than rendering the row.
     env.auto_reload = False
     env.filters.update(FILTERS)
+    env.globals.update(SNIPPETS)
     env.globals.update(
         url=build_url,
         csrf_token=_csrf_token,
