@@ -64,10 +64,13 @@ def vocabulary(url: str) -> float:
 
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         try:
+            # MATERIALIZED: SQLite would otherwise inline the subquery and draw a new
+            # random() for every WHEN (then the rare word lands in 2 runs, not 200).
             conn.execute(
-                f"UPDATE workflow_run SET error_message = {_case('x.r')} FROM"
-                " (SELECT rowid AS k, abs(random()) % 1000 AS r FROM workflow_run"
-                " WHERE status = 'failed') AS x WHERE workflow_run.rowid = x.k"
+                "WITH x AS MATERIALIZED (SELECT rowid AS k, abs(random()) % 1000 AS r"
+                " FROM workflow_run WHERE status = 'failed')"
+                f" UPDATE workflow_run SET error_message = {_case('x.r')} FROM x"
+                " WHERE workflow_run.rowid = x.k"
             )
             conn.commit()
             conn.execute("ANALYZE")

@@ -7,6 +7,7 @@ PostgreSQL alike without read-then-write transactions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import statistics
@@ -1005,38 +1006,11 @@ class RunStore:
         )
         if row is None:
             return None
-        chains = await self._chains([parsed])
+        # The other reads need only the id: at once, on separate pooled connections.
+        chains, steps, attempts = await asyncio.gather(
+            self._chains([parsed]), self._steps(parsed), self._lineage(parsed)
+        )
         summary = (await self._with_lineage([row], chains))[0]
-        steps = await (
-            StepRun.select(
-                StepRun.node_id,
-                StepRun.step_order,
-                StepRun.item_index,
-                StepRun.status,
-                StepRun.started_at,
-                StepRun.completed_at,
-                StepRun.duration_ms,
-                StepRun.output,
-                StepRun.error,
-                StepRun.tokens,
-                StepRun.tries,
-                StepRun.cost_usd,
-                StepRun.reused_from,
-                StepRun.tool,
-            )
-            .where(StepRun.run == parsed)
-            .order_by(StepRun.step_order)
-            .order_by(StepRun.item_index)
-        )
-        # A node's tool calls share its place; they follow it, in the order they ran.
-        steps.sort(
-            key=lambda s: (
-                s["step_order"],
-                s["item_index"] or 0,
-                s["tool"] is not None,
-                s["started_at"],
-            )
-        )
         child = chains.get(str(parsed), (None, None))[0]
         inputs = _load(row["inputs"])
         outputs = _load(row["outputs"])
@@ -1065,8 +1039,41 @@ class RunStore:
                 for s in steps
             ),
             restarted_as_runs=(_summary(child),) if child is not None else (),
-            attempts=await self._lineage(parsed),
+            attempts=attempts,
         )
+
+    async def _steps(self, run: uuid.UUID) -> list[dict[str, Any]]:
+        steps: list[dict[str, Any]] = await (
+            StepRun.select(
+                StepRun.node_id,
+                StepRun.step_order,
+                StepRun.item_index,
+                StepRun.status,
+                StepRun.started_at,
+                StepRun.completed_at,
+                StepRun.duration_ms,
+                StepRun.output,
+                StepRun.error,
+                StepRun.tokens,
+                StepRun.tries,
+                StepRun.cost_usd,
+                StepRun.reused_from,
+                StepRun.tool,
+            )
+            .where(StepRun.run == run)
+            .order_by(StepRun.step_order)
+            .order_by(StepRun.item_index)
+        )
+        # A node's tool calls share its place; they follow it, in the order they ran.
+        steps.sort(
+            key=lambda s: (
+                s["step_order"],
+                s["item_index"] or 0,
+                s["tool"] is not None,
+                s["started_at"],
+            )
+        )
+        return steps
 
     async def _lineage(self, run: uuid.UUID) -> tuple[Attempt, ...]:
         """The chain of `run`, root first: up its `restarted_from` links to the original,

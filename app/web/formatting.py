@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,6 +59,14 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def to_yaml(value: Any) -> str:
+    # Runs of one workflow share a config snapshot: dumping it (the representer is
+    # Python even with libyaml) cost a fifth of a detail page; its JSON text is the key.
+    return _yaml_of(json.dumps(value, ensure_ascii=False, default=str))
+
+
+@functools.lru_cache(maxsize=128)
+def _yaml_of(text: str) -> str:
+    value = json.loads(text)
     return yaml.dump(value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
