@@ -104,9 +104,10 @@ def _expected(runs: list[dict[str, Any]], filters: RunFilters) -> list[dict[str,
             fields = [run["workflow_name"], run["error_node"], run["error_message"]]
             text = " ".join(f or "" for f in fields).lower()
             words = set(words_of(text))
-            *whole, last = search.words or ("\0",)
+            whole = [w for w in search.words if not w.endswith("*")]
+            starts = [w[:-1] for w in search.words if w.endswith("*")]
             by_words = bool(search.words) and all(w in words for w in whole)
-            by_words = by_words and any(w.startswith(last) for w in words)
+            by_words = by_words and all(any(w.startswith(s) for w in words) for s in starts)
             if not (by_id or by_words):
                 continue
         found.append(run)
@@ -121,24 +122,33 @@ def _random_query(rng: random.Random) -> str:
     words = rng.sample(
         [*VOCABULARY, "support", "triage", "fetch_url", "nothing"], rng.randint(1, 3)
     )
-    if rng.random() < 0.4:  # typed halfway
-        words[-1] = words[-1][: max(1, len(words[-1]) // 2)]
+    if rng.random() < 0.4:  # the start of a word, asked for as such or not
+        i = rng.randrange(len(words))
+        words[i] = words[i][: max(1, len(words[i]) // 2)] + rng.choice(["*", "*", ""])
     if rng.random() < 0.3:  # with punctuation and capitals, as pasted from a log
         return '"' + ": ".join(w.upper() for w in words) + '"'
     return " ".join(words)
 
 
 async def _walk(store: RunStore, filters: RunFilters, limit: int) -> list[str]:
-    """Every run of a filter, page by page along the keyset cursor."""
-    seen: list[str] = []
+    """Every run of a filter, page by page along the keyset cursor, then back to the
+    newest page along `before` (each page newer than the last, the same runs)."""
+    pages: list[list[str]] = []
     cursor = None
     for _ in range(100):
         page = await store.list_runs(filters, cursor, limit)
-        seen += [r.id for r in page.runs]
+        pages.append([r.id for r in page.runs])
         if page.next_cursor is None:
-            return seen
+            break
         cursor = Cursor.decode(page.next_cursor)
-    raise AssertionError("paging did not end")
+    else:
+        raise AssertionError("paging did not end")
+    back = page
+    for expected in reversed(pages[:-1]):
+        assert back.prev_cursor is not None
+        back = await store.list_runs(filters, None, limit, before=Cursor.decode(back.prev_cursor))
+        assert [r.id for r in back.runs] == expected
+    return [run for ids in pages for run in ids]
 
 
 def _counts_of(runs: list[dict[str, Any]], attention: int) -> RunCounts:
@@ -151,14 +161,18 @@ def _counts_of(runs: list[dict[str, Any]], attention: int) -> RunCounts:
     return RunCounts(by_status=by, tokens=tokens, cost_usd=0.0, attention=attention)
 
 
-@pytest.mark.parametrize("plan", ["matches first", "newest first"])
+@pytest.mark.parametrize("plan", ["matches first", "newest first", "newest first, in chunks"])
 async def test_searches_find_what_python_finds_with_any_filter(
     empty_db: str, plan: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Both ways of finding a page: from the matches (rare words), or walking the runs
-    # newest first (words in more than COMMON_MATCHES runs).
+    # Every way of finding a page: from the matches (rare words), or walking the runs
+    # newest first (words in more than COMMON_MATCHES runs); on SQLite first among the
+    # newest NEWEST_CHUNK runs, here smaller than a page or a few pages. Rowids follow
+    # the insert order and creation times do not, as after an import.
     monkeypatch.setattr(runs_module, "_common", {})
-    if plan == "newest first":
+    if plan == "newest first, in chunks":
+        monkeypatch.setattr(runs_module, "NEWEST_CHUNK", 9)
+    if plan != "matches first":
         monkeypatch.setattr(runs_module, "COMMON_MATCHES", -1)
         monkeypatch.setattr(runs_module, "COMMON_SHARE", -1.0)
     rng = random.Random(15)
@@ -216,7 +230,7 @@ async def test_the_index_follows_inserts_changes_and_deletes(empty_db: str) -> N
         }
     ).where(WorkflowRun.id == uuid.UUID(run))
     assert await found("kerberos") == [run]
-    assert await found("ticket exp") == [run]
+    assert await found("ticket exp*") == [run]
     assert await found("auth check") == [run]
     assert (await run_counts(RunFilters(text="kerberos"))).by_status == {"failed": 1}
     # A change of status only (a progress write) keeps the words.
@@ -301,8 +315,10 @@ def test_what_a_search_cannot_be() -> None:
     assert parse("3f2a").id_bounds is not None
     assert parse("3F2A-9").words == ("3f2a", "9")
     assert parse("timeout").id_bounds is None
-    assert parse('"Timeout:" upstream').fts5() == '"timeout" "upstream"*'
-    assert parse("timeout upstr").tsquery() == "timeout & upstr:*"
+    assert parse('"Timeout:" upstream').fts5() == '"timeout" "upstream"'
+    assert parse("Upstr* timeout").fts5() == '"upstr"* "timeout"'
+    assert parse("timeout upstr*").tsquery() == "timeout & upstr:*"
+    assert parse("time * out").words == ("time", "out")  # a lone star is no word
 
 
 async def test_a_search_counts_up_to_its_cap_and_says_more(
@@ -324,3 +340,29 @@ async def test_a_search_counts_up_to_its_cap_and_says_more(
     # The counters' own filters are never capped.
     monkeypatch.setattr(counts_module, "SEARCH_CAP", 1)
     assert not (await run_counts(RunFilters(status="failed"))).capped
+
+
+async def test_a_common_search_looks_among_the_newest_runs_first_and_misses_none(
+    empty_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite looks for a common word in the rowid range of the newest NEWEST_CHUNK runs
+    first. Rowids need not follow creation: an older run outside that range (n=1) must
+    not be passed over for older ones inside it (n=3, n=4)."""
+    monkeypatch.setattr(runs_module, "_common", {})
+    monkeypatch.setattr(runs_module, "COMMON_MATCHES", -1)
+    monkeypatch.setattr(runs_module, "COMMON_SHARE", -1.0)
+    monkeypatch.setattr(runs_module, "NEWEST_CHUNK", 3)
+    minutes_ago = {1: 5, 2: 1, 3: 9, 4: 8, 5: 2, 6: 3}  # inserted in this order
+    for n, minutes in minutes_ago.items():
+        await make_run(
+            n,
+            created_at=FROZEN_NOW - timedelta(minutes=minutes),
+            status="failed",
+            error=("E", "upstream timeout", "fetch"),
+        )
+    store = RunStore(clock=lambda: FROZEN_NOW)
+    page = await store.list_runs(RunFilters(text="timeout"), None, 4)
+    assert [r.id for r in page.runs] == [fixed_id(n) for n in (2, 5, 6, 1)]
+    assert await _walk(store, RunFilters(text="timeout"), 2) == [
+        fixed_id(n) for n in (2, 5, 6, 1, 4, 3)
+    ]

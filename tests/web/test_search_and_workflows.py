@@ -55,7 +55,9 @@ async def test_words_find_runs_by_message_node_and_workflow(secured: Any) -> Non
 
     assert await found("timeout") == [fixed_id(1), fixed_id(3)]
     assert await found("TIMEOUT upstream") == [fixed_id(1)]  # words are ANDed
-    assert await found("time") == [fixed_id(1), fixed_id(3)]  # the last word: a prefix
+    assert await found("time") == []  # whole words only
+    assert await found("time*") == [fixed_id(1), fixed_id(3)]  # unless it says "start of"
+    assert await found("upst* TIMEOUT") == [fixed_id(1)]  # a start in any place
     assert await found("fetch_url") == [fixed_id(1)]  # the failed node
     assert await found("writer") == [fixed_id(3), fixed_id(4)]  # the workflow name
     assert await found('"429"') == [fixed_id(2)]
