@@ -438,8 +438,11 @@ async def _walking(query: Any, walk: bool) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = await query
         return rows
     async with WorkflowRun._meta.db.transaction():
-        await WorkflowRun.raw("SET LOCAL enable_seqscan = off")
-        await WorkflowRun.raw("SET LOCAL enable_bitmapscan = off")
+        # SET LOCAL of both in one round trip.
+        await WorkflowRun.raw(
+            "SELECT set_config('enable_seqscan', 'off', true),"
+            " set_config('enable_bitmapscan', 'off', true)"
+        )
         rows = await query
         return rows
 

@@ -272,14 +272,16 @@ class RunController(Controller):
     ) -> Response[Any]:
         # Taken before the query: a run created after it is new to this page.
         now = request.app.state.clock()
-        page = await runs.list_runs(query.filters, query.cursor, query.limit, before=query.before)
+        filters, cursor, before = query.filters, query.cursor, query.before
         fmt = answer_format(request)
         if fmt == "json":
+            page = await runs.list_runs(filters, cursor, query.limit, before=before)
             inputs = await runs.inputs_outputs([r.id for r in page.runs])
             return Response(page_json(page, inputs), media_type=MediaType.JSON)
+        page, counts = await runs.page_with_counts(filters, cursor, query.limit, before=before)
         context = {
             "page": page,
-            "counts": await runs.counts(query.filters, page),
+            "counts": counts,
             "filters": query.filters,
             "since_text": query.since,
             "until_text": query.until,
