@@ -471,6 +471,8 @@ def database_kinds(parser: argparse.ArgumentParser, value: str) -> list[str]:
 
 
 def git_commit() -> str | None:
+    if os.environ.get("BENCH_COMMIT"):  # a tree exported by `git archive` has no .git
+        return os.environ["BENCH_COMMIT"]
     with contextlib.suppress(Exception):
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True

@@ -43,6 +43,7 @@ from app.web.live import LiveController
 from app.web.login import LoginController
 from app.web.metrics import metrics
 from app.web.request_log import RequestLogMiddleware
+from app.web.rows import run_row
 from app.web.runs import RunController
 from app.web.security import MAX_BODY_BYTES, SecurityHeadersMiddleware, request_limits
 from app.web.snippets import SNIPPETS
@@ -87,7 +88,7 @@ def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     # (once per row) costs more than rendering the row.
     env.auto_reload = False
     env.filters.update(FILTERS)
-    env.globals.update(SNIPPETS)
+    env.globals.update(SNIPPETS, run_row=run_row)
     env.globals.update(
         url=build_url,
         csrf_token=_csrf_token,

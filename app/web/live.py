@@ -29,6 +29,7 @@ from app.services.live import (
 )
 from app.services.runs import RunService
 from app.web.auth import identity_of
+from app.web.rows import run_row
 from app.web.runs import ListQuery, provide_list_query, provide_runs
 
 __all__ = ["LiveController"]
@@ -67,10 +68,7 @@ class _Rows:
         hit = self.drawn.get(key)
         if hit is not None and hit[0] is run:
             return hit[1]
-        engine = request.app.template_engine
-        assert engine is not None
-        row = engine.get_template("runs/_rows.html").module.run_row
-        html = str(row(run, now, operate, None))
+        html = str(run_row(run, now, operate, None))
         if len(self.drawn) >= self.limit:
             self.drawn.clear()
         self.drawn[key] = (run, html)
