@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test test-sqlite test-postgres lint fix snapshots migrate browser-deps postgres bench \
-	bench-live bench-bulk bench-counts bench-overview bench-search
+	bench-live bench-bulk bench-counts bench-overview bench-search bench-compression
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,13 +56,14 @@ test-postgres: install browser-deps postgres  ## the suite on PostgreSQL only
 snapshots: install  ## rewrite the HTML snapshots after an intended change (read the diff!)
 	CA_TEST_DB=sqlite $(PY) -m pytest tests/web --snapshot-update
 
-bench: install postgres  ## bench/run.py, live.py, bulk.py, counts.py, overview.py, search.py; BENCH_ARGS=--quick: small sizes
+bench: install postgres  ## bench/run.py, live.py, bulk.py, counts.py, overview.py, search.py, compression.py; BENCH_ARGS=--quick: small sizes
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.live $(filter --quick,$(BENCH_ARGS))
 	$(PY) -m bench.bulk $(filter --quick,$(BENCH_ARGS))
 	$(PY) -m bench.counts $(if $(filter --quick,$(BENCH_ARGS)),--runs 10000)
 	$(PY) -m bench.overview $(if $(filter --quick,$(BENCH_ARGS)),--runs 10000 --rounds 1)
 	$(PY) -m bench.search $(if $(filter --quick,$(BENCH_ARGS)),--runs 10000 --rounds 1)
+	$(PY) -m bench.compression $(if $(filter --quick,$(BENCH_ARGS)),--runs 2000 --repeat 50)
 
 bench-live: install postgres  ## live pages under load (bench/live.py); BENCH_ARGS=--quick for short windows
 	$(PY) -m bench.live $(BENCH_ARGS)
@@ -75,6 +76,9 @@ bench-overview: install postgres  ## the list with counts against the list befor
 
 bench-search: install postgres  ## the list's search and needs attention against the unfiltered list (bench/search.py)
 	$(PY) -m bench.search $(BENCH_ARGS)
+
+bench-compression: install  ## which codec and level gets the pages to a browser soonest, LAN and slow link (bench/compression.py)
+	$(PY) -m bench.compression $(BENCH_ARGS)
 
 bench-bulk: install postgres  ## bulk restart, 1M-run dry run, resume per node (bench/bulk.py); BENCH_ARGS=--quick
 	$(PY) -m bench.bulk $(BENCH_ARGS)

@@ -4,7 +4,7 @@
 
 `GET /` answers `CEILING_BYTES` bytes of table-like HTML (run ids differ from
 row to row, so it compresses about as well as the real table partial), with
-the dashboard's gzip setting. No database, no templates: what one uvicorn
+the dashboard's compression settings. No database, no templates: what one uvicorn
 worker and Litestar can do on this machine, as the yardstick for the real
 requests measured in the same run.
 """
@@ -16,7 +16,8 @@ import random
 import uuid
 
 from litestar import Litestar, MediaType, get
-from litestar.config.compression import CompressionConfig
+
+from app.web.app import COMPRESSION
 
 __all__ = ["create_app", "html_of_size"]
 
@@ -67,6 +68,6 @@ def create_app() -> Litestar:
 
     return Litestar(
         route_handlers=[ceiling, healthz],
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1000),
+        compression_config=COMPRESSION,
         debug=False,
     )

@@ -391,6 +391,11 @@ async def test_security_headers_and_compression(client) -> None:
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "same-origin"
     assert r.headers["content-encoding"] == "gzip"
+    # Brotli where the browser offers it, at the level bench/compression.py chose.
+    br = await client.get("/workflows", headers={"Accept-Encoding": "gzip, deflate, br, zstd"})
+    assert br.headers["content-encoding"] == "br"
+    assert br.text == r.text
+    assert int(br.headers["content-length"]) < int(r.headers["content-length"])
 
 
 @pytest.mark.parametrize(
