@@ -83,10 +83,12 @@ async def drive(
     warmup: int = 5,
     cycle: bool = True,
     on_response: Callable[[Request, httpx.Response], None] | None = None,
+    encoding: str = "gzip",
 ) -> Stats:
     """Send `requests` (round robin when `cycle`, else each once) from `concurrency`
     closed-loop workers over kept-alive connections, until `max_requests` are done or
-    `max_seconds` have passed. Asks for gzip, as a browser does."""
+    `max_seconds` have passed. Asks for gzip, as a browser over plain HTTP does, unless
+    `encoding` says otherwise ("identity": the page's own cost, without compression)."""
     stats = Stats()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     total = max_requests if cycle else min(max_requests, len(requests))
@@ -94,7 +96,7 @@ async def drive(
         base_url=base_url,
         limits=limits,
         timeout=60,
-        headers={"Accept-Encoding": "gzip"},
+        headers={"Accept-Encoding": encoding},
     ) as client:
         if warmup and cycle:
             # open the connections and warm the server's caches
