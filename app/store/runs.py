@@ -65,6 +65,13 @@ _SUMMARY_COLUMNS = (
     WorkflowRun.resume_from,
 )
 
+# The run page's read of its run as fixed SQL: Piccolo's query builder cost more than the
+# read (0.3 of 0.5 ms in the profile).
+_DETAIL_SQL = (
+    f"SELECT {', '.join(c._meta.db_column_name for c in _SUMMARY_COLUMNS)},"
+    " inputs, outputs, config_snapshot FROM workflow_run WHERE id = {}"
+)
+
 
 def _insert(
     table: str, rows: Sequence[dict[str, Any]], sql_values: Mapping[str, str] | None = None
@@ -1056,18 +1063,10 @@ class RunStore:
         parsed = _uuid_or_none(run_id)
         if parsed is None:
             return None
-        row = await (
-            WorkflowRun.select(
-                *_SUMMARY_COLUMNS,
-                WorkflowRun.inputs,
-                WorkflowRun.outputs,
-                WorkflowRun.config_snapshot,
-            )
-            .where(WorkflowRun.id == parsed)
-            .first()
-        )
-        if row is None:
+        found = await WorkflowRun.raw(_DETAIL_SQL, parsed)
+        if not found:
             return None
+        row = found[0]
         # The other reads need only the id: at once, on separate pooled connections.
         chains, steps, attempts = await asyncio.gather(
             self._chains([parsed]), self._steps(parsed), self._lineage(parsed)

@@ -7,8 +7,10 @@ errors.py renders them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -260,6 +262,14 @@ def provide_list_query(
     )
 
 
+def canonical_id(run_id: str) -> str:
+    """A run id as the store writes it (lowercase, with dashes), when it is one."""
+    try:
+        return str(uuid.UUID(run_id))
+    except ValueError:
+        return run_id
+
+
 class RunController(Controller):
     path = "/workflows"
     dependencies = {
@@ -333,8 +343,11 @@ class RunController(Controller):
         run_id: FromPath[str],
     ) -> Response[Any]:
         now = request.app.state.clock()
-        detail = await runs.get_detail(run_id)
-        history = await request.app.state.access.audit(run_id=detail.summary.id, limit=20)
+        # The run and its history at once, on two connections.
+        detail, history = await asyncio.gather(
+            runs.get_detail(run_id),
+            request.app.state.access.audit(run_id=canonical_id(run_id), limit=20),
+        )
         if answer_format(request) == "json":
             body = detail_json(detail)
             body["history"] = [audit_json(e) for e in history]

@@ -599,3 +599,16 @@ async def test_a_model_that_never_stops_asking_for_tools_fails(server, monkeypat
     assert result.status == "failed"
     assert result.error.type == "TooManyToolRounds"
     assert len(server.requests) == 11
+
+
+def test_the_server_does_not_load_the_sdk_until_a_provider_calls_it() -> None:
+    """The openai package is 49 MB of the server's memory: a dashboard whose runs never
+    call a provider does not import it."""
+    import subprocess
+    import sys
+
+    probe = "import sys, app.web.app, app.cli; print('openai' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"

@@ -11,16 +11,26 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from app.errors import InvalidInputs
 from app.workflows.providers.base import MAX_TOOL_ROUNDS, LLMRequest, LLMResult, ProviderError
 from app.workflows.providers.policy import ProviderPolicy
 from app.workflows.types import check_value, type_of
 
+if TYPE_CHECKING:
+    import openai
+
 __all__ = ["ENDPOINTS", "OpenAICompatibleProvider"]
+
+
+def _sdk() -> Any:
+    """The openai package, imported on the first call to a provider: it takes 49 MB, and a
+    dashboard or worker whose runs never call one (the mock, or a restart that fails
+    before any call) should not pay them."""
+    import openai
+
+    return openai
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,7 @@ class OpenAICompatibleProvider:
         client = self._clients.get((base, key))
         if client is None:
             # Retries and the deadline belong to the executor, which records them.
-            client = openai.AsyncOpenAI(
+            client = _sdk().AsyncOpenAI(
                 base_url=base, api_key=key, timeout=self.timeout, max_retries=0
             )
             self._clients[(base, key)] = client
@@ -215,7 +225,7 @@ class OpenAICompatibleProvider:
     ) -> Any:
         try:
             return await client.chat.completions.create(**kwargs)
-        except openai.APIError as exc:
+        except _sdk().APIError as exc:
             raise self._translate(exc, base, model) from exc
         except ValueError:  # a body that claims to be JSON and is not
             return None
@@ -253,6 +263,7 @@ class OpenAICompatibleProvider:
         return outputs
 
     def _translate(self, exc: openai.APIError, base: str, model: str) -> ProviderError:
+        openai = _sdk()
         name = self.name
         if isinstance(exc, openai.APITimeoutError):
             return ProviderError(
