@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
-import json
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ import brotli
 import zstandard
 
 from bench.bulk import seed
-from bench.run import HX, RESULTS, git_commit, hardware
+from bench.run import HX, RESULTS, git_commit, hardware, save
 
 LINKS = {"LAN 1 Gbit/s": 1e9, "slow link 1.6 Mbit/s": 1.6e6}
 
@@ -234,13 +232,7 @@ def main() -> None:
         "choice": best,
         "choice_text": text,
     }
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"compression-{stamp}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = markdown(report)
-    stem.with_suffix(".md").write_text(md)
-    print(md)
+    save(args.out, "compression-{stamp}", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bulk import seed
-from bench.run import RESULTS, database, git_commit, hardware
+from bench.run import RESULTS, database, git_commit, hardware, save
 
 FILTERS = {
     "all runs": {},
@@ -161,12 +160,7 @@ def main() -> None:
         with database(kind) as url, tempfile.TemporaryDirectory() as tmp:
             seeded = round(seed(url, args.runs, tmp)["seconds"], 1)
             report["engines"][kind] = asyncio.run(bench_engine(kind, url, seeded, args.rounds))
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"counts-{stamp}-{args.runs}.json").write_text(json.dumps(report, indent=2))
-    text = markdown(report)
-    (args.out / f"counts-{stamp}-{args.runs}.md").write_text(text)
-    print(text)
+    save(args.out, f"counts-{{stamp}}-{args.runs}", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from bench.run import (
     database_kinds,
     git_commit,
     hardware,
+    save,
     server_env,
 )
 
@@ -194,13 +193,7 @@ def main() -> None:
             with database(kind) as url:
                 seed(url, args.runs, tmp)
                 report["engines"][kind] = bench_engine(url, base_tree, args.rounds, args.seconds)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"overview-{stamp}-{args.runs}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
-    stem.with_suffix(".md").write_text(text)
-    print(text)
+    save(args.out, f"overview-{{stamp}}-{args.runs}", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -496,6 +496,16 @@ def database_kinds(parser: argparse.ArgumentParser, value: str) -> list[str]:
     return kinds
 
 
+def save(out: Path, name: str, report: dict[str, Any], text: str) -> None:
+    """`report` as `<out>/<name>-<time>.json` and its markdown `text` beside it; prints it."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    stem = name.replace("{stamp}", stamp)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    print(text)
+
+
 def git_commit() -> str | None:
     if os.environ.get("BENCH_COMMIT"):  # a tree exported by `git archive` has no .git
         return os.environ["BENCH_COMMIT"]

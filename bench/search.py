@@ -21,13 +21,21 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.bulk import rows, seed
 from bench.load import Request, Server, drive
-from bench.run import HX, RESULTS, database, database_kinds, git_commit, hardware, server_env
+from bench.run import (
+    HX,
+    RESULTS,
+    database,
+    database_kinds,
+    git_commit,
+    hardware,
+    save,
+    server_env,
+)
 
 PAGES = {
     "unfiltered": Request("GET", "/workflows/table", HX),
@@ -206,13 +214,7 @@ def main() -> None:
                 }
                 report["engines"][kind] = result
                 print(json.dumps({kind: result}), flush=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"search-{stamp}-{args.runs}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
-    stem.with_suffix(".md").write_text(text)
-    print(text)
+    save(args.out, f"search-{{stamp}}-{args.runs}", report, markdown(report))
 
 
 if __name__ == "__main__":
