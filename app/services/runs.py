@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -164,12 +165,22 @@ class RestartResult:
         )
 
 
+# How often a run whose nodes follow each other quickly writes its progress (see
+# _StoreRecorder): ten times a second is as fast as a person reads a progress bar.
+PROGRESS_EVERY = 0.1
+
+
 class _StoreRecorder:
     """Reports the executor's steps to the store, and tells it when to stop.
 
     A step that finishes while no other step of the run is running is written with the
     check before the next node (`advance`): one statement between two nodes on
-    PostgreSQL, two on SQLite. Steps of a fan-out that finish while others still run are
+    PostgreSQL, two on SQLite. When nodes follow each other faster than
+    PROGRESS_EVERY, that write waits until PROGRESS_EVERY after the last one and then
+    carries whatever is current (a run of quick nodes writes a few times a second, not
+    once a node); a slow node is shown as the current one within that time. A cancel
+    made in this process stops the run before its next node all the same; one made
+    elsewhere is seen by the next write. Steps of a fan-out that finish while others still run are
     written at once, so that progress shows. A step leaves the buffer only once it is
     written; `flush` writes what is left when the executor returns. Every write is
     retried through transient database errors, and is refused once the run is no
@@ -202,6 +213,12 @@ class _StoreRecorder:
         self._steps: dict[str, tuple[str, int, int | None]] = {}
         self._finished: list[dict[str, Any]] = []
         self._completions: dict[str, int] = {}
+        # The claim has just checked and written the run.
+        self._due = time.monotonic() + PROGRESS_EVERY
+        self._node: str | None = None
+        self._later: asyncio.Task[None] | None = None
+        self._sleeping = False
+        self._stopped = False
 
     def _progress(self, node_id: str, item_index: int | None) -> dict[str, Any]:
         """A completed execution of `node_id`: is it its first, and which iteration."""
@@ -282,19 +299,62 @@ class _StoreRecorder:
         if self.supervisor.draining:
             self.handing_back = True
             return True
+        if self._stopped or self.supervisor.stop_requested(self.run_id):
+            return True
+        self._node = node_id
+        if time.monotonic() < self._due:
+            if self._later is None:
+                self._later = asyncio.create_task(self._advance_later())
+            return False
+        await self.settle()
+        return not await self._advance()
+
+    async def _advance(self) -> bool:
+        # Before the write: a node reached meanwhile waits for the next one rather than
+        # racing this one to set the current node.
+        self._due = time.monotonic() + PROGRESS_EVERY
         steps = list(self._finished)
-        running = await self.store.advance(self.run_id, self.owner, steps, node_id)
-        self._written(steps)
-        return not running
+        running = await self.store.advance(self.run_id, self.owner, steps, self._node)
+        self.written(steps)
+        if not running:
+            self._stopped = True
+        return running
+
+    async def _advance_later(self) -> None:
+        self._sleeping = True
+        try:
+            await asyncio.sleep(max(0.0, self._due - time.monotonic()))
+        finally:
+            self._sleeping = False
+        self._later = None
+        try:
+            await self._advance()
+        except Exception:  # retried already; the next write carries the same steps
+            log.warning("could not record the progress of run %s", self.run_id, exc_info=True)
+
+    async def settle(self) -> None:
+        """Drop the progress write still waiting, or let the one under way end: the
+        caller writes next, and two writes of the same steps must not overlap (the
+        second would find them written, the first might not count them)."""
+        later, self._later = self._later, None
+        if later is None:
+            return
+        if self._sleeping:
+            later.cancel()
+        await asyncio.wait([later])
 
     async def flush(self) -> None:
         steps = list(self._finished)
         if not steps:
             return
         await self.store.record_steps(self.run_id, self.owner, steps)
-        self._written(steps)
+        self.written(steps)
 
-    def _written(self, steps: list[dict[str, Any]]) -> None:
+    def unwritten(self) -> list[dict[str, Any]]:
+        """The finished steps not written yet, for a write of the caller's (`written`)."""
+        return list(self._finished)
+
+    def written(self, steps: list[dict[str, Any]]) -> None:
         # By id, not by position: fan-out steps finish and flush while others are being
         # written, so the buffer may have changed under this write.
         done = {step["id"] for step in steps}
@@ -438,17 +498,21 @@ class RunService:
             )
             if recorder.handing_back:
                 # The nodes that completed are kept: whoever executes it next reuses them.
+                await recorder.settle()
                 await recorder.flush()
                 await self._hand_back(run_id, owner)
                 return "pending"
-            await recorder.flush()
+            await recorder.settle()
             if result.status == "cancelled":
                 # Stopped because the run is no longer running for us: cancelled, or
                 # failed by another process that took us for dead.
+                await recorder.flush()
                 return await self.store.status_of(run_id)
             for note in result.notes:
                 log.warning("run %s: %s", run_id, note)
             error = result.error
+            # The last steps are written with the end.
+            steps = recorder.unwritten()
             finished = await self._finish(
                 run_id,
                 owner,
@@ -457,7 +521,9 @@ class RunService:
                 error_type=error.type if error else None,
                 error_message=error.message if error else None,
                 error_node=error.node if error else None,
+                steps=steps,
             )
+            recorder.written(steps)
             return result.status if finished else await self.store.status_of(run_id)
         except asyncio.CancelledError:
             if self.supervisor.draining:
@@ -513,6 +579,7 @@ class RunService:
         # The steps that did finish are kept, if the database still answers; if it
         # does not, the supervisor fails the run once it does.
         with contextlib.suppress(Exception):
+            await recorder.settle()
             await recorder.flush()
         with contextlib.suppress(Exception):
             await self._finish(

@@ -51,7 +51,8 @@ class InProcessScheduler:
         self.runs.supervisor.enqueue(run_ids, self.runs.execute_run)
 
     async def cancelled(self, run_id: str) -> None:
-        """The executor notices the cancelled status before its next node."""
+        """The executor stops before its next node."""
+        self.runs.supervisor.request_stop(run_id)
 
     async def handed_back(self, run_id: str) -> None:
         """The next dashboard to start (or one still running) adopts it."""

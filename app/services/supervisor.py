@@ -113,6 +113,9 @@ class RunSupervisor:
         self.grace = grace_seconds
         # Runs this process executes, with the task executing each.
         self.inflight: dict[str, asyncio.Task[Any]] = {}
+        # Those of them cancelled in this process: their executors stop before the next
+        # node without asking the database.
+        self._stopping: set[str] = set()
         self.draining = False
         self._drain_started: float | None = None
         self._beating: asyncio.Task[None] | None = None
@@ -263,6 +266,15 @@ class RunSupervisor:
         finally:
             if self.inflight.get(run_id) is task:
                 del self.inflight[run_id]
+                self._stopping.discard(run_id)
+
+    def request_stop(self, run_id: str) -> None:
+        """The run was cancelled: if this process executes it, stop before its next node."""
+        if run_id in self.inflight:
+            self._stopping.add(run_id)
+
+    def stop_requested(self, run_id: str) -> bool:
+        return run_id in self._stopping
 
     def spawn(self, run_id: str, execute: Callable[[str], Coroutine[Any, Any, Any]]) -> None:
         """Execute a run in a task of its own, kept until it ends."""

@@ -71,6 +71,11 @@ _DETAIL_SQL = (
     f"SELECT {', '.join(c._meta.db_column_name for c in _SUMMARY_COLUMNS)},"
     " inputs, outputs, config_snapshot FROM workflow_run WHERE id = {}"
 )
+# A restart's read of the run it restarts, the same way.
+_SNAPSHOT_SQL = (
+    f"SELECT {', '.join(c._meta.db_column_name for c in _SUMMARY_COLUMNS)},"
+    " inputs, config_snapshot FROM workflow_run WHERE id = {}"
+)
 
 
 def _insert(
@@ -694,6 +699,7 @@ class RunStore:
         *,
         set_node: bool,
         node_id: str | None = None,
+        end: Mapping[str, Any] | None = None,
     ) -> bool:
         rows = [_step_row(run_id, self.clock(), step) for step in steps]
         step_args = [value for row in rows for value in row.values()]
@@ -729,6 +735,7 @@ class RunStore:
                     node_id=node_id,
                     before=f"WITH step AS ({_guarded_step_insert(rows)} {_RETURNING}) ",
                     before_args=[*step_args, *guard],
+                    end=end,
                 ),
                 f"recording progress of run {run_id}",
             )
@@ -766,6 +773,7 @@ class RunStore:
                 iterations=iterations,
                 set_node=set_node,
                 node_id=node_id,
+                end=end,
             ),
             f"recording progress of run {run_id}",
         )
@@ -782,9 +790,11 @@ class RunStore:
         node_id: str | None,
         before: str = "",
         before_args: Sequence[Any] = (),
+        end: Mapping[str, Any] | None = None,
     ) -> bool:
         """`sums`: what steps_done, items_done, total_tokens and total_cost_usd grow by
-        (SQL, with `sum_args` for their placeholders in that order)."""
+        (SQL, with `sum_args` for their placeholders in that order). `end`: the columns
+        that end the run (see `finish`), set in the same statement, committed at once."""
         assignments = [
             f"heartbeat_at = {db_now()}",
             f"steps_done = steps_done + {sums[0]}",
@@ -800,10 +810,13 @@ class RunStore:
         if set_node:
             assignments.append("current_node = {}")
             args.append(node_id)
+        if end is not None:
+            assignments += [f"{column} = {{}}" for column in end] + ["current_node = NULL"]
+            args += list(end.values())
         update = (
             f"{before}UPDATE workflow_run SET {', '.join(assignments)}"
             " WHERE id = {} AND status = 'running' AND owner = {}"
-            + self._progress_commit()
+            + (self._progress_commit() if end is None else "")
             + " RETURNING status"
         )
         result = await WorkflowRun.raw(update, *before_args, *args, uuid.UUID(run_id), owner)
@@ -838,9 +851,25 @@ class RunStore:
         error_type: str | None = None,
         error_message: str | None = None,
         error_node: str | None = None,
+        steps: Sequence[Mapping[str, Any]] = (),
     ) -> bool:
         """End an active run (only `owner`'s, when given). False when it had already
-        ended, or belongs to another process."""
+        ended, or belongs to another process.
+
+        `steps`, the owner's last finished steps, are written with the end (one
+        statement on PostgreSQL, two on SQLite, instead of a progress write and then
+        this one); safe to repeat, as every progress write is."""
+        if steps:
+            assert owner is not None, "steps are written by the run's owner"
+            end = {
+                "status": status,
+                "completed_at": self.clock(),
+                "outputs": json.dumps(outputs) if outputs is not None else None,
+                "error_type": error_type,
+                "error_message": error_message,
+                "error_node": error_node,
+            }
+            return await self._progress(run_id, owner, steps, set_node=False, end=end)
         mine = " AND owner = {}" if owner is not None else ""
         rows = await WorkflowRun.raw(
             "UPDATE workflow_run SET status = {}, completed_at = {}, outputs = {},"
@@ -1171,13 +1200,10 @@ class RunStore:
 
     async def get_snapshot(self, run_id: str) -> tuple[RunSummary, Any, dict[str, Any]] | None:
         """The run, its stored config snapshot and its inputs (for a restart)."""
-        detail_row = await (
-            WorkflowRun.select(*_SUMMARY_COLUMNS, WorkflowRun.config_snapshot, WorkflowRun.inputs)
-            .where(WorkflowRun.id == uuid.UUID(run_id))
-            .first()
-        )
-        if detail_row is None:
+        found = await WorkflowRun.raw(_SNAPSHOT_SQL, uuid.UUID(run_id))
+        if not found:
             return None
+        detail_row = found[0]
         # No lineage here: the database refuses a second restart by itself.
         inputs = _load(detail_row["inputs"])
         return _summary(detail_row), _load(detail_row["config_snapshot"]), inputs

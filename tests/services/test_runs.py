@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -407,3 +408,71 @@ async def test_progress_counts_nodes_done_and_what_repeated_beside(
     summary = fan.summary
     assert (summary.steps_done, summary.steps_total, summary.iterations) == (2, 2, 0)
     assert (summary.items_done, summary.repeats) == (3, "fan-out 3 items")
+
+
+def _chain_of(count: int) -> str:
+    """A workflow of `count` quick nodes one after the other, on the mock provider."""
+    nodes = "\n".join(
+        f"  - {{id: n{i}, prompt: 'step {i} of {{state.job}}', outputs: [out{i}]}}"
+        for i in range(count)
+    )
+    fields = "\n".join(f"    out{i}: {{type: str, default: ''}}" for i in range(count))
+    names = ["START", *(f"n{i}" for i in range(count)), "END"]
+    edges = "\n".join(f"  - {{from: {a}, to: {b}}}" for a, b in itertools.pairwise(names))
+    return (
+        'schema_version: "1.0"\nflow: {name: quick_chain}\nstate:\n  fields:\n'
+        f"    job: {{type: str, required: true}}\n{fields}\nnodes:\n{nodes}\nedges:\n{edges}\n"
+        "config:\n  llm: {provider: mock, model: quick}\n"
+    )
+
+
+async def test_quick_nodes_write_their_progress_a_few_times_a_second_not_once_a_node(
+    empty_db: str,
+) -> None:
+    from app.services.runs import PROGRESS_EVERY
+    from app.workflows.loader import parse_workflow
+
+    runs = service()
+    writes = 0
+    advance = runs.store.advance
+
+    async def counted(*args: object, **kwargs: object) -> bool:
+        nonlocal writes
+        writes += 1
+        return await advance(*args, **kwargs)  # type: ignore[arg-type]
+
+    runs.store.advance = counted  # type: ignore[method-assign]
+    began = time.monotonic()
+    detail = await runs.run_workflow(parse_workflow(_chain_of(40)), {"job": "j"})
+    took = time.monotonic() - began
+    # At most one write per PROGRESS_EVERY between the nodes (and none when they all
+    # fit in the first one); the steps and counters are whole all the same.
+    assert writes <= took / PROGRESS_EVERY + 1, (writes, took)
+    assert detail.summary.status == "completed"
+    assert [s.node_id for s in detail.steps] == [f"n{i}" for i in range(40)]
+    assert detail.summary.steps_done == detail.summary.steps_total == 40
+    assert detail.summary.current_node is None
+
+
+async def test_a_cancel_in_this_process_stops_quick_nodes_before_the_next_one(
+    empty_db: str,
+) -> None:
+    from app.services.scheduling import InProcessScheduler
+    from app.workflows.loader import parse_workflow
+
+    runs = new_service(scheduler=InProcessScheduler)
+    run_id = await runs.create_run(parse_workflow(_chain_of(40)), {"job": "j"})
+    started: list[str] = []
+
+    async def on_step(node_id: str, event: str, data: dict[str, object]) -> None:
+        if event == "started":
+            started.append(node_id)
+        if event == "completed" and node_id == "n2":
+            # Well inside the progress interval: no write would see the cancel yet.
+            await runs.cancel(run_id)
+
+    assert await runs.execute_run(run_id, on_step=on_step) == "cancelled"
+    assert started == ["n0", "n1", "n2"]
+    summary = await runs.get_summary(run_id)
+    assert summary is not None and summary.status == "cancelled"
+    assert runs.supervisor.stop_requested(run_id) is False  # forgotten once it ended
