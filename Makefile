@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test test-sqlite test-postgres lint fix snapshots migrate browser-deps postgres bench \
-	bench-live bench-bulk bench-counts bench-overview bench-search bench-compression
+	bench-live bench-bulk bench-counts bench-overview bench-search bench-compression \
+	bench-restart
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,7 +57,7 @@ test-postgres: install browser-deps postgres  ## the suite on PostgreSQL only
 snapshots: install  ## rewrite the HTML snapshots after an intended change (read the diff!)
 	CA_TEST_DB=sqlite $(PY) -m pytest tests/web --snapshot-update
 
-bench: install postgres  ## bench/run.py, live.py, bulk.py, counts.py, overview.py, search.py, compression.py; BENCH_ARGS=--quick: small sizes
+bench: install postgres  ## bench/run.py, live.py, bulk.py, counts.py, overview.py, search.py, compression.py, restart.py; BENCH_ARGS=--quick: small sizes
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.live $(filter --quick,$(BENCH_ARGS))
 	$(PY) -m bench.bulk $(filter --quick,$(BENCH_ARGS))
@@ -64,6 +65,7 @@ bench: install postgres  ## bench/run.py, live.py, bulk.py, counts.py, overview.
 	$(PY) -m bench.overview $(if $(filter --quick,$(BENCH_ARGS)),--runs 10000 --rounds 1)
 	$(PY) -m bench.search $(if $(filter --quick,$(BENCH_ARGS)),--runs 10000 --rounds 1)
 	$(PY) -m bench.compression $(if $(filter --quick,$(BENCH_ARGS)),--runs 2000 --repeat 50)
+	$(PY) -m bench.restart $(if $(filter --quick,$(BENCH_ARGS)),--runs 40000 --rounds 1)
 
 bench-live: install postgres  ## live pages under load (bench/live.py); BENCH_ARGS=--quick for short windows
 	$(PY) -m bench.live $(BENCH_ARGS)
@@ -79,6 +81,9 @@ bench-search: install postgres  ## the list's search and needs attention against
 
 bench-compression: install  ## which codec and level gets the pages to a browser soonest, LAN and slow link (bench/compression.py)
 	$(PY) -m bench.compression $(BENCH_ARGS)
+
+bench-restart: install postgres  ## restarts at c1 and c10, embedded and queue mode, against a baseline commit (bench/restart.py)
+	$(PY) -m bench.restart $(BENCH_ARGS)
 
 bench-bulk: install postgres  ## bulk restart, 1M-run dry run, resume per node (bench/bulk.py); BENCH_ARGS=--quick
 	$(PY) -m bench.bulk $(BENCH_ARGS)
