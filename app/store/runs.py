@@ -71,6 +71,12 @@ _DETAIL_SQL = (
     f"SELECT {', '.join(c._meta.db_column_name for c in _SUMMARY_COLUMNS)},"
     " inputs, outputs, config_snapshot FROM workflow_run WHERE id = {}"
 )
+# The run page's steps, the same way (Piccolo's builder was 0.3 of their 0.5 ms).
+_STEPS_SQL = (
+    "SELECT node_id, step_order, item_index, status, started_at, completed_at, duration_ms,"
+    " output, error, tokens, tries, cost_usd, reused_from, tool FROM step_run WHERE run = {}"
+    " ORDER BY step_order, item_index"
+)
 # A restart's read of the run it restarts, the same way.
 _SNAPSHOT_SQL = (
     f"SELECT {', '.join(c._meta.db_column_name for c in _SUMMARY_COLUMNS)},"
@@ -1133,27 +1139,7 @@ class RunStore:
         )
 
     async def _steps(self, run: uuid.UUID) -> list[dict[str, Any]]:
-        steps: list[dict[str, Any]] = await (
-            StepRun.select(
-                StepRun.node_id,
-                StepRun.step_order,
-                StepRun.item_index,
-                StepRun.status,
-                StepRun.started_at,
-                StepRun.completed_at,
-                StepRun.duration_ms,
-                StepRun.output,
-                StepRun.error,
-                StepRun.tokens,
-                StepRun.tries,
-                StepRun.cost_usd,
-                StepRun.reused_from,
-                StepRun.tool,
-            )
-            .where(StepRun.run == run)
-            .order_by(StepRun.step_order)
-            .order_by(StepRun.item_index)
-        )
+        steps: list[dict[str, Any]] = await StepRun.raw(_STEPS_SQL, run)
         # A node's tool calls share its place; they follow it, in the order they ran.
         steps.sort(
             key=lambda s: (
