@@ -332,6 +332,13 @@ class _StoreRecorder:
         except Exception:  # retried already; the next write carries the same steps
             log.warning("could not record the progress of run %s", self.run_id, exc_info=True)
 
+    def drop(self) -> None:
+        """Give up the progress write waiting or under way: the run is being given back,
+        and whoever takes it over writes its own."""
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+
     async def settle(self) -> None:
         """Drop the progress write still waiting, or let the one under way end: the
         caller writes next, and two writes of the same steps must not overlap (the
@@ -528,6 +535,7 @@ class RunService:
         except asyncio.CancelledError:
             if self.supervisor.draining:
                 # The grace period ended mid-node: another process starts it again.
+                recorder.drop()
                 await asyncio.shield(self._hand_back(run_id, owner))
             else:
                 await asyncio.shield(self._fail(run_id, owner, recorder, "CancelledError"))

@@ -452,6 +452,8 @@ async def test_quick_nodes_write_their_progress_a_few_times_a_second_not_once_a_
     assert [s.node_id for s in detail.steps] == [f"n{i}" for i in range(40)]
     assert detail.summary.steps_done == detail.summary.steps_total == 40
     assert detail.summary.current_node is None
+    # No progress write is left waiting once the run has ended.
+    assert not [t for t in asyncio.all_tasks() if "_advance_later" in repr(t.get_coro())]
 
 
 async def test_a_cancel_in_this_process_stops_quick_nodes_before_the_next_one(
