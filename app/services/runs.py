@@ -217,7 +217,9 @@ class _StoreRecorder:
         self._due = time.monotonic() + PROGRESS_EVERY
         self._node: str | None = None
         self._later: asyncio.Task[None] | None = None
-        self._sleeping = False
+        # A node was reached since the last write began; the deferred write is writing.
+        self._dirty = False
+        self._writing = False
         self._stopped = False
 
     def _progress(self, node_id: str, item_index: int | None) -> dict[str, Any]:
@@ -303,6 +305,7 @@ class _StoreRecorder:
             return True
         self._node = node_id
         if time.monotonic() < self._due:
+            self._dirty = True
             if self._later is None:
                 self._later = asyncio.create_task(self._advance_later())
             return False
@@ -313,6 +316,7 @@ class _StoreRecorder:
         # Before the write: a node reached meanwhile waits for the next one rather than
         # racing this one to set the current node.
         self._due = time.monotonic() + PROGRESS_EVERY
+        self._dirty = False
         steps = list(self._finished)
         running = await self.store.advance(self.run_id, self.owner, steps, self._node)
         self.written(steps)
@@ -321,16 +325,23 @@ class _StoreRecorder:
         return running
 
     async def _advance_later(self) -> None:
-        self._sleeping = True
+        """The deferred progress write, again while nodes were reached during it. It
+        stays `_later` until its last write has returned, so that `settle` can wait."""
         try:
-            await asyncio.sleep(max(0.0, self._due - time.monotonic()))
+            while self._dirty and not self._stopped:
+                await asyncio.sleep(max(0.0, self._due - time.monotonic()))
+                self._writing = True
+                try:
+                    await self._advance()
+                except Exception:  # retried already; the next write carries the steps
+                    log.warning("could not record the progress of run %s", self.run_id,
+                                exc_info=True)  # fmt: skip
+                    return
+                finally:
+                    self._writing = False
         finally:
-            self._sleeping = False
-        self._later = None
-        try:
-            await self._advance()
-        except Exception:  # retried already; the next write carries the same steps
-            log.warning("could not record the progress of run %s", self.run_id, exc_info=True)
+            if self._later is asyncio.current_task():
+                self._later = None
 
     def drop(self) -> None:
         """Give up the progress write waiting or under way: the run is being given back,
@@ -340,15 +351,19 @@ class _StoreRecorder:
             self._later = None
 
     async def settle(self) -> None:
-        """Drop the progress write still waiting, or let the one under way end: the
-        caller writes next, and two writes of the same steps must not overlap (the
-        second would find them written, the first might not count them)."""
-        later, self._later = self._later, None
+        """Drop the progress write still waiting, or wait for the one under way: the
+        caller writes next, and two writes of the same steps must not overlap (on
+        SQLite the second would find them inserted, and the first, refused once the run
+        has ended, would not count them)."""
+        later = self._later
         if later is None:
             return
-        if self._sleeping:
+        self._dirty = False  # the caller writes the latest node: no write after this one
+        if not self._writing:
             later.cancel()
         await asyncio.wait([later])
+        if self._later is later:
+            self._later = None
 
     async def flush(self) -> None:
         steps = list(self._finished)
