@@ -80,6 +80,129 @@
     if (changed) store(ACTED, JSON.stringify(all));
   }
 
+  // -- a run's row as the server sends it, completed here ----------------------------
+
+  // The server sends a row's facts once (runs/_row.html). What repeats them - the row's
+  // accessible name, the checkbox, the copy button and the action forms with their
+  // confirmation - is drawn here: all of it needs this script to work anyway.
+  const utcStamp = (iso) => new Date(iso).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+
+  function make(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) if (value != null) node.setAttribute(name, value);
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  function expandRows(root) {
+    if (!(root instanceof Element || root instanceof Document)) return;
+    const found = root.matches?.("tr.run") ? [root] : root.querySelectorAll("tr.run:not([data-run-id])");
+    for (const row of found) if (!row.dataset.runId) expandRow(row);
+  }
+
+  function expandRow(row) {
+    const id = row.id.slice(4);
+    const link = row.querySelector("td.id a");
+    link.dataset.open = "";
+    const name = row.querySelector("td.wf")?.textContent ?? "";
+    const status = row.dataset.status;
+    row.dataset.runId = id;
+    row.tabIndex = -1;
+    const time = row.querySelector("td.when time");
+    const created = utcStamp(time.getAttribute("datetime"));
+    time.dataset.rel = "";
+    time.dataset.abs = created;
+    time.title = created;
+    let label = `Run ${link.textContent}, ${name}, ${status}`;
+    const restarting = row.querySelector(".restarting a");
+    const outcome = row.querySelector(".outcome");
+    if (restarting) label += `, restarting as ${restarting.textContent}`;
+    else if (outcome) {
+      const latest = Array.from(outcome.querySelectorAll("a")).pop();
+      label += `, restarted: latest attempt ${latest.textContent} ${outcome.querySelector(".badge").textContent}`;
+    }
+    row.setAttribute("aria-label", `${label}, created ${created}`);
+    row.querySelector("td.pick")?.append(
+      make("input", {
+        type: "checkbox",
+        "data-pick": "",
+        value: id,
+        tabindex: "-1",
+        "aria-label": `Select run ${link.textContent} for a bulk action`,
+        "aria-keyshortcuts": "x",
+      }),
+    );
+    link.after(
+      make("button", {
+        type: "button",
+        class: "copy-id",
+        "data-copy-id": id,
+        tabindex: "-1",
+        "aria-label": `Copy the id of run ${link.textContent}`,
+        "aria-keyshortcuts": "i",
+        title: "Copy the full run id (i)",
+      }),
+    );
+    const why = row.querySelector(".error-summary");
+    if (why) why.title = why.textContent;
+    const cell = row.querySelector("td.actions[data-do]");
+    if (!cell) return;
+    for (const control of rowActions(row, cell, id, name)) cell.append(control, " ");
+    if (window.htmx) htmx.process(cell);
+  }
+
+  // The same forms and questions the run's page has (runs/_detail_parts.html), for the
+  // run or, once it was restarted, its chain's latest attempt.
+  function rowActions(row, cell, id, name) {
+    const [tipId, tipCost, tipTokens] = (cell.dataset.tip || "").split(" ");
+    const target = tipId || id;
+    const tshort = short(target);
+    const cost = tipCost || row.querySelector("td.cost").textContent;
+    const tokens = tipTokens || row.querySelector("td.tokens").textContent;
+    const who = `run ${tshort} (${name})`;
+    const last = `Last run: ${cost}, ${tokens} tokens.`;
+    const where = cell.dataset.node || "where it stopped";
+    const expect = cell.dataset.e || "";
+    const median = expect.endsWith("*");
+    const operate = document.body.dataset.operate === "yes";
+    const out = [];
+    for (const verb of cell.dataset.do.split(" ")) {
+      if (!operate) {
+        const text = { cancel: "Cancel", restart: tipId ? `Restart ${tshort}` : "Restart", resume: "Resume", edit: "Edit" }[verb];
+        const css = { cancel: "btn btn-danger", edit: "btn btn-link" }[verb] || "btn";
+        out.push(make("button", { type: "button", class: css, disabled: "", "aria-describedby": "read-only", title: "Needs an operator: viewers can only look" }, text));
+      } else if (verb === "edit") {
+        out.push(make("a", { class: "btn btn-link", href: `/workflows/${target}/edit`, "data-action": "edit", "aria-keyshortcuts": "e", "aria-label": `Edit the inputs of run ${tshort} and restart` }, "Edit"));
+      } else {
+        const path = `/workflows/${target}/${verb === "cancel" ? "cancel" : "restart"}`;
+        const question = {
+          cancel: `Cancel ${who}?`,
+          restart: `Restart ${who}? ${last} Expected: about ${median ? expect.slice(0, -1) : expect}${median ? " (the workflow's median)" : ""}.`,
+          resume: `Resume ${who} from ${where}? Completed nodes are reused at no cost. ${last}`,
+        }[verb];
+        const form = make("form", { method: "post", action: path, "hx-post": path, "data-run": target, "data-confirm": question });
+        const token = document.querySelector('meta[name="csrf-token"]')?.content;
+        if (token) form.append(make("input", { type: "hidden", name: "_csrf", value: token }));
+        if (verb === "resume") form.append(make("input", { type: "hidden", name: "from", value: "failure" }));
+        const labels = {
+          cancel: [null, "Cancel"],
+          restart: tipId ? [`Restart ${tshort}, the latest attempt`, `Restart ${tshort}`] : [null, "Restart"],
+          resume: [`Resume run ${tshort} from ${where}`, "Resume"],
+        }[verb];
+        const keys = { cancel: "c", restart: "r", resume: "R" }[verb];
+        form.append(
+          make(
+            "button",
+            { type: "submit", class: verb === "cancel" ? "btn btn-danger" : "btn", "data-action": verb, "aria-keyshortcuts": keys, "aria-label": labels[0] },
+            labels[1],
+          ),
+        );
+        out.push(form);
+      }
+    }
+    return out;
+  }
+
   // -- selection --------------------------------------------------------------------
 
   function select(row, focus) {
@@ -909,6 +1032,7 @@
   // Redraws (stream, restart, paging) replace nodes: put selection, focus and an open
   // confirmation back on the equivalent new nodes.
   new MutationObserver((records) => {
+    for (const record of records) for (const node of record.addedNodes) expandRows(node);
     for (const record of records) {
       for (const node of record.addedNodes) {
         if (!(node instanceof Element)) continue;
@@ -958,6 +1082,7 @@
   }).observe(document.body, { childList: true, subtree: true });
 
   document.addEventListener("DOMContentLoaded", () => {
+    expandRows(document);
     readSkew();
     tick();
     zoneTimes(document);

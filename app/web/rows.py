@@ -9,45 +9,34 @@ still has one source. Every value from a run is escaped once, where it is read.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from markupsafe import Markup
 
-from app.web.formatting import absolute, duration, iso, money, relative, thousands
-from app.web.snippets import badge, confirm_text, csrf_field, esc, unavailable
+from app.web.formatting import duration, iso, money, relative, thousands
+from app.web.snippets import badge, esc
 
 __all__ = ["run_row"]
+
+# Filled by app.js: picking runs for a bulk action is done there.
+_PICK = '<td class="pick"></td>'
 
 
 def run_row(
     run: Any, now: datetime, operate: bool, csrf: str | None, row_error: str | None = None
 ) -> Markup:
+    """`operate` and `csrf` are the page's: the row's actions are drawn by app.js from
+    `data-do` for operators and viewers alike (the page says which), and their forms
+    send the CSRF token as a header."""
     status = esc(run.status)
     rid = esc(run.id)
     short = esc(run.short_id)
-    name = esc(run.workflow_name)
-    created = absolute(run.created_at)
-    restarting = run.active_restart
-    latest = run.latest_restart
-    classes = f"run status-{status}"
-    label = f"Run {short}, {name}, {status}"
-    if restarting:
+    classes = "run"
+    if run.active_restart:
         classes += " is-restarting"
-        label += f", restarting as {esc(restarting.short_id)}"
-    elif latest:
-        label += f", restarted: latest attempt {esc(latest.short_id)} {esc(latest.status)}"
     if row_error:
         classes += " has-error"
-    out = [
-        f'<tr id="run-{rid}" class="{classes}" tabindex="-1" data-run-id="{rid}"'
-        f' data-status="{status}"\n    aria-label="{label}, created {created}">\n'
-    ]
-    if operate:
-        out.append(
-            f'  <td class="pick"><input type="checkbox" data-pick value="{rid}" tabindex="-1"'
-            f' aria-label="Select run {short} for a bulk action" aria-keyshortcuts="x"></td>\n'
-        )
     tag = ""
     if run.restart_mode == "edited":
         tag = ' <span class="tag" title="restarted with edited inputs">edited</span>'
@@ -63,50 +52,50 @@ def run_row(
         )
     else:
         took = duration(run.duration_seconds)
-    out.append(
-        f'  <td class="id"><a class="mono" href="/workflows/{rid}" data-open>{short}</a>'
-        f'<button type="button" class="copy-id" data-copy-id="{rid}" tabindex="-1"'
-        f' aria-label="Copy the id of run {short}" aria-keyshortcuts="i"'
-        f' title="Copy the full run id (i)"></button>{tag}</td>\n'
-        f'  <td class="wf">{name}</td>\n'
-        f'  <td class="status">{badge(run.status)}</td>\n'
-        f'  <td class="when"><time datetime="{iso(run.created_at)}" data-rel'
-        f' data-abs="{created}" title="{created}">{relative(run.created_at, now)}</time></td>\n'
-        f'  <td class="num dur" data-label="Duration">{took}</td>\n'
-        f'  <td class="num tokens" data-label="Tokens">{thousands(run.total_tokens)}</td>\n'
-        f'  <td class="num cost" data-label="Cost">{esc(money(run.total_cost_usd))}</td>\n'
+    return Markup(
+        f'<tr id="run-{rid}" class="{classes}" data-status="{status}">'
+        f"{_PICK if operate else ''}"
+        f'<td class="id"><a href="/workflows/{rid}">{short}</a>{tag}</td>'
+        f'<td class="wf">{esc(run.workflow_name)}</td>'
+        f'<td class="status">{badge(run.status)}</td>'
+        f'<td class="when"><time datetime="{_stamp(run.created_at)}">'
+        f"{relative(run.created_at, now)}</time></td>"
+        f'<td class="dur">{took}</td>'
+        f'<td class="tokens">{thousands(run.total_tokens)}</td>'
+        f'<td class="cost">{esc(money(run.total_cost_usd))}</td>'
+        f"{_lineage(run)}{_progress(run, row_error)}{_actions(run)}</tr>\n"
     )
-    out.append(_lineage(run))
-    out.append(_progress(run, row_error))
-    out.append(_actions(run, operate, csrf))
-    out.append("</tr>")
-    return Markup("".join(out))
+
+
+def _stamp(value: datetime) -> str:
+    """The ISO time to the second: what the page shows of it, in fewer bytes."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _lineage(run: Any) -> str:
     last = run.latest_restart.attempt if run.latest_restart else run.attempt
     more = f" of {last}" if last > 1 else ""
-    out = f'  <td class="lineage">\n    <span class="attempt">attempt {run.attempt}{more}</span>\n'
+    out = f'<td class="lineage"><span class="attempt">attempt {run.attempt}{more}</span>'
     if run.restarted_from:
         parent = esc(run.restarted_from)
         out += (
-            f'    <span class="from">from <a class="mono" href="/workflows/{parent}">'
-            f"{esc(run.restarted_from[:8])}</a></span>\n"
+            f' <span class="from">from <a href="/workflows/{parent}">'
+            f"{esc(run.restarted_from[:8])}</a></span>"
         )
-    return out + "  </td>\n"
+    return out + "</td>"
 
 
 def _progress(run: Any, row_error: str | None) -> str:
-    out = '  <td class="progress">\n'
+    out = '<td class="progress">'
     restarting = run.active_restart
     if restarting:
         nodes = ""
         if restarting.steps_total:
             nodes = f" {restarting.steps_done}/{restarting.steps_total} nodes"
         out += (
-            '    <span class="restarting"><span class="spinner" aria-hidden="true"></span>'
-            f'restarting as <a class="mono" href="/workflows/{esc(restarting.id)}">'
-            f"{esc(restarting.short_id)}</a> · {esc(restarting.status)}{nodes}</span>\n"
+            '<span class="restarting"><span class="spinner" aria-hidden="true"></span>'
+            f'restarting as <a href="/workflows/{esc(restarting.id)}">'
+            f"{esc(restarting.short_id)}</a> · {esc(restarting.status)}{nodes}</span>"
         )
     elif run.is_active:
         done, total = run.steps_done, run.steps_total
@@ -114,9 +103,9 @@ def _progress(run: Any, row_error: str | None) -> str:
         if run.current_node:
             extra += f" · {esc(run.current_node)}"
         out += (
-            f'    <progress max="{total or 1}" value="{done}"'
-            f' aria-label="{done} of {total} nodes done"></progress>\n'
-            f'    <span class="step">{done}/{total} nodes{extra}</span>\n'
+            f'<progress max="{total or 1}" value="{done}"'
+            f' aria-label="{done} of {total} nodes done"></progress>'
+            f' <span class="step">{done}/{total} nodes{extra}</span>'
         )
     elif run.latest_restart:
         latest = run.latest_restart
@@ -124,68 +113,44 @@ def _progress(run: Any, row_error: str | None) -> str:
         newest = ""
         if latest.id != first:
             newest = (
-                f' · latest <a class="mono" href="/workflows/{esc(latest.id)}">'
+                f' · latest <a href="/workflows/{esc(latest.id)}">'
                 f"{esc(latest.short_id)}</a> #{latest.attempt}"
             )
         out += (
-            f'    <span class="outcome">restarted as <a class="mono"'
+            f'<span class="outcome">restarted as <a'
             f' href="/workflows/{esc(first)}">{esc(first[:8])}</a>{newest}'
-            f" → {badge(latest.status)}</span>\n"
+            f" → {badge(latest.status)}</span>"
         )
     elif run.status == "failed":
-        why = esc(run.error_message or run.error_type or "failed")
-        out += f'    <span class="error-summary" title="{why}">{why}</span>\n'
-    if row_error:
-        out += f'    <p class="row-error" role="alert">{esc(row_error)}</p>\n'
-    return out + "  </td>\n"
-
-
-def _form(run_id: str, verb: str, confirm: Markup, csrf: str | None, extra: str = "") -> str:
-    path = f"/workflows/{run_id}/{verb}"
-    return (
-        f'    <form method="post" action="{path}" hx-post="{path}" data-run="{run_id}"'
-        f' data-confirm="{confirm}">{csrf_field(csrf)}{extra}\n'
-    )
-
-
-def _actions(run: Any, operate: bool, csrf: str | None) -> str:
-    out = '  <td class="actions">\n'
-    if run.is_active:
-        if operate:
-            out += _form(esc(run.id), "cancel", confirm_text("cancel", run), csrf) + (
-                '      <button type="submit" class="btn btn-danger" data-action="cancel"'
-                ' aria-keyshortcuts="c">Cancel</button>\n    </form>\n'
-            )
-        else:
-            out += f"    {unavailable('Cancel', 'btn btn-danger')}\n"
-        return out + "  </td>\n"
-    if run.active_restart:
-        return out + '    <span class="muted">restarting…</span>\n  </td>\n'
-    # A run is restarted once: running it again means acting on its latest attempt.
-    tip = run.latest_restart or run
-    latest = run.latest_restart is not None
-    resumable = tip.status in ("failed", "cancelled") and tip.steps_done > 0
-    tid, tshort = esc(tip.id), esc(tip.short_id)
-    if not operate:
-        out += f"    {unavailable('Restart' + (' ' + tip.short_id if latest else ''))}\n"
-        if resumable:
-            out += f"    {unavailable('Resume')}\n"
-        return out + f"    {unavailable('Edit', 'btn btn-link')}\n  </td>\n"
-    label = f' aria-label="Restart {tshort}, the latest attempt"' if latest else ""
-    out += _form(tid, "restart", confirm_text("restart", tip), csrf) + (
-        f'      <button type="submit" class="btn" data-action="restart"'
-        f' aria-keyshortcuts="r"{label}>Restart{f" {tshort}" if latest else ""}</button>\n'
-        "    </form>\n"
-    )
-    if resumable:
-        hidden = '<input type="hidden" name="from" value="failure">'
-        where = esc(tip.error_node or "where it stopped")
-        out += _form(tid, "restart", confirm_text("resume", tip), csrf, hidden) + (
-            '      <button type="submit" class="btn" data-action="resume" aria-keyshortcuts="R"'
-            f' aria-label="Resume run {tshort} from {where}">Resume</button>\n    </form>\n'
+        out += (
+            '<span class="error-summary">'
+            f"{esc(run.error_message or run.error_type or 'failed')}</span>"
         )
-    return out + (
-        f'    <a class="btn btn-link" href="/workflows/{tid}/edit" data-action="edit"'
-        f' aria-keyshortcuts="e" aria-label="Edit the inputs of run {tshort} and restart">'
-        "Edit</a>\n  </td>\n"
-    )
+    if row_error:
+        out += f'<p class="row-error" role="alert">{esc(row_error)}</p>'
+    return out + "</td>"
+
+
+def _actions(run: Any) -> str:
+    """What app.js needs to draw the row's actions and ask before each: the verbs, and
+    for a restart what it is expected to cost. A restarted run offers its chain's latest
+    attempt instead (`data-tip`: its id, last cost and tokens)."""
+    if run.is_active:
+        return '<td class="actions" data-do="cancel"></td>'
+    if run.active_restart:
+        return '<td class="actions"><span class="muted">restarting…</span></td>'
+    tip = run.latest_restart or run
+    verbs = "restart"
+    node = ""
+    if tip.status in ("failed", "cancelled") and tip.steps_done > 0:
+        verbs += " resume"
+        if tip.error_node:
+            node = f' data-node="{esc(tip.error_node)}"'
+    median = "*" if tip.expected_from_median else ""
+    expect = f"{money(tip.expected_cost_usd)}{median}"
+    out = f'<td class="actions" data-do="{verbs} edit" data-e="{expect}"'
+    if run.latest_restart:
+        out += (
+            f' data-tip="{esc(tip.id)} {money(tip.total_cost_usd)} {thousands(tip.total_tokens)}"'
+        )
+    return out + f"{node}></td>"

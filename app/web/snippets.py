@@ -30,10 +30,7 @@ def esc(value: object) -> str:
 
 def badge(status: str) -> Markup:
     status = esc(status)
-    return Markup(
-        f'<span class="badge badge-{status}"><span aria-hidden="true" class="dot"></span>'
-        f"{status}</span>"
-    )
+    return Markup(f'<span class="badge badge-{status}">{status}</span>')
 
 
 def csrf_field(token: str | None) -> Markup:

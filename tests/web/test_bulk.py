@@ -162,8 +162,11 @@ async def test_the_estimate_takes_the_workflows_median_where_a_run_paid_less(cli
         await make_run(n, created_at=FROZEN_NOW - timedelta(hours=1), cost_usd=cost, tokens=9)
     failed = await _failed(1, 4, cost=0.01)
     other = await _failed(10, 2, cost=0.02, workflow="other")  # no completed runs: own cost
+    # The row carries the estimate its confirmation quotes ("*": the workflow's median).
     row = await client.get(f"/workflows/{failed[0]}/row")
-    assert "Expected: about $0.0500 (the workflow's median)" in row.text
+    assert 'data-e="$0.0500*"' in row.text
+    row = await client.get(f"/workflows/{other[0]}/row")
+    assert 'data-e="$0.0200"' in row.text
     dry = await client.post(
         "/workflows/restart", json={"ids": [*failed, *other], "dry_run": True}, headers=JSON
     )

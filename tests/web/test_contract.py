@@ -173,7 +173,7 @@ async def test_restart_errors_as_row_fragment(client, case: str, status: int, co
     if case in ("pending", "running", "restarting", "no_snapshot"):
         # The row keeps its content and actions: it stays usable.
         assert rows[0]["id"] == f"run-{run_id}"
-        assert rows[0].select_one("a[data-open]")["href"] == f"/workflows/{run_id}"
+        assert rows[0].select_one("td.id a")["href"] == f"/workflows/{run_id}"
 
 
 @pytest.mark.parametrize(("case", "status", "code"), CASES)

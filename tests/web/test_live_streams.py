@@ -170,16 +170,16 @@ async def test_a_row_changed_by_another_process_is_pushed_to_the_tab(
         message = await stream.wait_for(
             lambda m: row_of(running)(m) and "2/3 nodes · review" in m.data, "the running row"
         )
-        assert 'data-action="cancel"' in message.data  # an operator's row keeps its actions
+        assert 'data-do="cancel"' in message.data  # an operator's row keeps its actions
         assert message.id and message.id.isdigit()
         # Only what changed is sent: the other row is not in this message.
         assert not row_of(other)(message)
         await finish(running)
         done = await stream.wait_for(
-            lambda m: f'id="run-{running}" class="run status-completed"' in m.data,
+            lambda m: f'id="run-{running}" class="run" data-status="completed"' in m.data,
             "the row, completed",
         )
-        assert 'data-action="restart"' in done.data
+        assert 'data-do="restart' in done.data
         assert not row_of(other)(done)
 
 
@@ -229,10 +229,7 @@ async def test_a_restart_of_a_shown_run_redraws_its_row_not_the_banner(
         )
         new_id = answer.json()["run_id"]
         await stream.wait_for(
-            lambda m: (
-                row_of(failed)(m)
-                and f'restarted as <a class="mono" href="/workflows/{new_id}"' in m.data
-            ),
+            lambda m: row_of(failed)(m) and f'restarted as <a href="/workflows/{new_id}"' in m.data,
             "the original row with the restart's outcome",
             timeout=8,
         )

@@ -48,23 +48,18 @@ async def test_a_viewer_sees_a_read_only_banner_and_disabled_actions(secured) ->
     assert "viewer" in text and "not restart" in text and "cancel" in text
     body = soup.select_one("#runs-body")
     assert body is not None
-    # No forms and nothing the keys would act on: just disabled buttons saying why.
-    assert body.find("form") is None
-    assert "data-action" not in str(body)
-    assert not body.select("input[data-pick]")
-    for name, labels in (
-        ("failed", ["Restart", "Resume", "Edit"]),
-        ("running", ["Cancel"]),
-        ("completed", ["Restart", "Edit"]),
+    # No forms, nothing to pick: the page says the viewer only reads, and app.js draws
+    # the actions a run would have as disabled buttons (tests/browser/test_row_actions.py).
+    assert soup.body["data-operate"] == "no"
+    assert body.find("form") is None and "data-action" not in str(body)
+    assert not body.select("td.pick") and not soup.select("th.pick")
+    for name, verbs in (
+        ("failed", "restart resume edit"),
+        ("running", "cancel"),
+        ("completed", "restart edit"),
     ):
         row = soup.find(id=f"run-{runs[name]}")
-        buttons = row.select("td.actions button")
-        assert [b.get_text(strip=True) for b in buttons] == labels, name
-        for button in buttons:
-            assert button.has_attr("disabled") and button["type"] == "button"
-            assert button["aria-describedby"] == "read-only"
-            assert "operator" in button["title"]
-            assert button.find_parent("form") is None
+        assert row.select_one("td.actions")["data-do"] == verbs, name
     # The run's page too.
     detail = soup_of(
         (await secured.get(f"/workflows/{runs['failed']}", headers=bearer(VIEWER))).text
@@ -92,26 +87,23 @@ async def test_a_viewers_row_fragment_has_no_forms(secured) -> None:
         row = await secured.get(f"/workflows/{run_id}/row", headers={**HX, **bearer(VIEWER)})
         assert row.status_code == 200
         assert "<form" not in row.text and "data-action" not in row.text
-        assert "disabled" in row.text
+        assert 'class="pick"' not in row.text and 'data-do="' in row.text
 
 
 async def test_an_operator_sees_no_banner_and_working_actions(secured) -> None:
     runs = await _runs()
     soup = soup_of((await secured.get("/workflows", headers=bearer(OPERATOR))).text)
-    assert soup.find(id="read-only") is None
+    assert soup.find(id="read-only") is None and soup.body["data-operate"] == "yes"
     row = soup.find(id=f"run-{runs['failed']}")
-    assert [f["action"] for f in row.select("form")] == [
-        f"/workflows/{runs['failed']}/restart",
-        f"/workflows/{runs['failed']}/restart",
-    ]
-    assert not soup.select("#runs-body button[disabled]")
+    assert row.select_one("td.pick") is not None
+    assert row.select_one("td.actions")["data-do"] == "restart resume edit"
 
 
 async def test_without_tokens_everyone_operates_and_no_banner_shows(client) -> None:
     await make_run(1, created_at=FROZEN_NOW, status="failed")
     soup = soup_of((await client.get("/workflows")).text)
-    assert soup.find(id="read-only") is None
-    assert soup.select("#runs-body form")
+    assert soup.find(id="read-only") is None and soup.body["data-operate"] == "yes"
+    assert soup.select("#runs-body td.pick")
 
 
 # -- copying a run's id ------------------------------------------------------------
@@ -119,11 +111,7 @@ async def test_without_tokens_everyone_operates_and_no_banner_shows(client) -> N
 
 async def test_each_row_and_the_run_page_offer_to_copy_the_full_id(client) -> None:
     run_id = await make_run(1, created_at=FROZEN_NOW, status="failed")
-    soup = soup_of((await client.get("/workflows")).text)
-    copy = soup.select_one(f"#run-{run_id} td.id button.copy-id")
-    assert copy["data-copy-id"] == run_id and copy["type"] == "button"
-    assert copy["aria-label"] == f"Copy the id of run {run_id[:8]}"
-    assert copy["aria-keyshortcuts"] == "i"
+    # A row's button is drawn by app.js from its id (tests/browser/test_row_actions.py).
     detail = soup_of((await client.get(f"/workflows/{run_id}")).text)
     button = detail.select_one("#run-facts button.copy-id")
     assert button["data-copy-id"] == run_id and button["aria-label"] == "Copy run id"
