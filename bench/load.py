@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import statistics
@@ -20,6 +21,8 @@ import httpx
 __all__ = ["ROOT", "Request", "Server", "Stats", "Worker", "drive", "percentile"]
 
 ROOT = Path(__file__).resolve().parents[1]
+# The app's own time for an answer (app/web/security.py), without the network's.
+SERVER_TIMING = re.compile(r"\bapp;dur=([0-9.]+)")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -43,6 +46,7 @@ class Stats:
     errors: int = 0
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    server_ms: list[float] = field(default_factory=list)  # the app's own Server-Timing
     status_codes: dict[int, int] = field(default_factory=dict)
     body_bytes: int = 0
     wire_bytes: int = 0
@@ -65,6 +69,9 @@ class Stats:
             "p50_ms": round(statistics.median(lat), 2) if lat else None,
             "p99_ms": round(percentile(lat, 0.99), 2) if lat else None,
             "mean_ms": round(statistics.fmean(lat), 2) if lat else None,
+            "server_p50_ms": (
+                round(statistics.median(self.server_ms), 2) if self.server_ms else None
+            ),
             "body_bytes": self.body_bytes,
             "wire_bytes": self.wire_bytes,
             "content_encoding": self.content_encoding,
@@ -119,6 +126,9 @@ async def drive(
                 body = response.content
                 stats.latencies_ms.append((time.perf_counter() - began) * 1000)
                 stats.requests += 1
+                timing = SERVER_TIMING.search(response.headers.get("server-timing", ""))
+                if timing:
+                    stats.server_ms.append(float(timing.group(1)))
                 stats.status_codes[response.status_code] = (
                     stats.status_codes.get(response.status_code, 0) + 1
                 )

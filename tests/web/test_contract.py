@@ -3,6 +3,7 @@ the JSON shapes of DESIGN.md §5, and the list's query parameters."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -396,6 +397,16 @@ async def test_security_headers_and_compression(client) -> None:
     assert br.headers["content-encoding"] == "br"
     assert br.text == r.text
     assert int(br.headers["content-length"]) < int(r.headers["content-length"])
+
+
+async def test_each_answer_says_how_long_the_app_took(client) -> None:
+    """`Server-Timing: app;dur=<ms>`: what the app itself spent, for the browser's
+    developer tools and the benchmark, apart from the network's share."""
+    await _failed()
+    for path in ("/workflows", "/workflows/table", "/static/app.js", "/workflows/nope"):
+        timing = (await client.get(path)).headers["server-timing"]
+        match = re.fullmatch(r"app;dur=(\d+\.\d\d)", timing)
+        assert match and 0 < float(match.group(1)) < 10_000, (path, timing)
 
 
 @pytest.mark.parametrize(
