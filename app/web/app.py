@@ -48,6 +48,7 @@ from app.web.rows import run_row
 from app.web.runs import RunController
 from app.web.security import MAX_BODY_BYTES, SecurityHeadersMiddleware, request_limits
 from app.web.snippets import SNIPPETS
+from app.web.steps import steps_section
 from app.web.workers import WorkersController
 
 __all__ = ["ROOT", "create_app"]
@@ -89,7 +90,7 @@ def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     # (once per row) costs more than rendering the row.
     env.auto_reload = False
     env.filters.update(FILTERS)
-    env.globals.update(SNIPPETS, run_row=run_row)
+    env.globals.update(SNIPPETS, run_row=run_row, steps_section=steps_section)
     env.globals.update(
         url=build_url,
         csrf_token=_csrf_token,
