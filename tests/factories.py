@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.store.tables import StepRun, WorkflowRun
@@ -127,3 +127,11 @@ async def restarts_of(run_ids: list[str]) -> dict[str, int]:
     for row in rows:
         found[str(row["restarted_from"])] = found.get(str(row["restarted_from"]), 0) + 1
     return found
+
+
+async def keep_alive(run_id: str) -> None:
+    """Move a running run's heartbeat an hour ahead: no recovery sweep takes it for
+    interrupted while a browser test looks at it."""
+    await WorkflowRun.update(
+        {WorkflowRun.heartbeat_at: datetime.now(UTC) + timedelta(hours=1)}
+    ).where(WorkflowRun.id == uuid.UUID(run_id))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import fixed_id, make_run
+from factories import fixed_id, keep_alive, make_run
 from playwright.sync_api import Page, expect
 
 from app.store.tables import AuditEntry, StepRun, WorkflowRun
@@ -43,9 +43,7 @@ async def _seed() -> None:
     await make_run(
         RUNNING, created_at=now - timedelta(seconds=30), status="running", steps_total=40
     )
-    await WorkflowRun.update({WorkflowRun.heartbeat_at: now + timedelta(hours=1)}).where(
-        WorkflowRun.id == uuid.UUID(fixed_id(RUNNING))
-    )
+    await keep_alive(fixed_id(RUNNING))
     await make_run(FAILED, created_at=now - timedelta(minutes=5), status="failed")
     await make_run(DONE, created_at=now - timedelta(minutes=9), status="completed")
 

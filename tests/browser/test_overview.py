@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import fixed_id, make_run
+from factories import fixed_id, keep_alive, make_run
 from playwright.sync_api import Page, expect
 
 from app.store.tables import AuditEntry, StepRun, WorkflowRun
@@ -28,9 +28,7 @@ async def _seed() -> None:
         await table.delete(force=True)
     now = datetime.now(UTC)
     await make_run(RUNNING, created_at=now - timedelta(seconds=30), status="running")
-    await WorkflowRun.update({WorkflowRun.heartbeat_at: now + timedelta(hours=1)}).where(
-        WorkflowRun.id == uuid.UUID(fixed_id(RUNNING))
-    )
+    await keep_alive(fixed_id(RUNNING))
     await make_run(FAILED_A, created_at=now - timedelta(minutes=2), status="failed")
     await make_run(FAILED_B, created_at=now - timedelta(minutes=3), status="failed")
     await make_run(DONE, created_at=now - timedelta(minutes=4), status="completed", tokens=30)

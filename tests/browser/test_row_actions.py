@@ -7,13 +7,12 @@ and one whose restart is priced by its workflow's median."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import fixed_id, make_run
+from factories import fixed_id, keep_alive, make_run
 from playwright.sync_api import Page, expect
 
 from app.store.runs import forget_medians
@@ -35,10 +34,7 @@ async def _seed() -> None:
     forget_medians()
     now = datetime.now(UTC)
     await make_run(RUNNING, created_at=now - timedelta(minutes=1), status="running", steps_total=4)
-    # Its heartbeat is in the future: no sweep takes it for interrupted meanwhile.
-    await WorkflowRun.update({WorkflowRun.heartbeat_at: now + timedelta(hours=1)}).where(
-        WorkflowRun.id == uuid.UUID(fixed_id(RUNNING))
-    )
+    await keep_alive(fixed_id(RUNNING))
     await make_run(
         FAILED,
         created_at=now - timedelta(minutes=5),

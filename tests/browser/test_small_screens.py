@@ -5,7 +5,6 @@ axe-core; and copying a run's id by key and by button, at any size."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from factories import fixed_id, make_run
+from factories import fixed_id, keep_alive, make_run
 from playwright.sync_api import Locator, Page, expect
 from support import LiveServer
 
@@ -47,10 +46,7 @@ async def _seed() -> None:
     await make_run(
         RUNNING, created_at=now - timedelta(minutes=1), status="running", steps=1, steps_total=4
     )
-    # Its heartbeat is in the future: no sweep takes it for interrupted meanwhile.
-    await WorkflowRun.update({WorkflowRun.heartbeat_at: now + timedelta(hours=1)}).where(
-        WorkflowRun.id == uuid.UUID(fixed_id(RUNNING))
-    )
+    await keep_alive(fixed_id(RUNNING))
     await make_run(
         FAILED,
         created_at=now - timedelta(minutes=5),
