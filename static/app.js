@@ -100,15 +100,20 @@
     for (const row of found) if (!row.dataset.runId) expandRow(row);
   }
 
+  // A row's cells by their place from its end (app/web/rows.py): only the cells
+  // scripts fill carry a class.
+  const CELL = { id: 10, wf: 9, time: 7, tokens: 5, cost: 4 };
+  const cellOf = (row, name) => row.cells[row.cells.length - CELL[name]];
+
   function expandRow(row) {
     const id = row.id.slice(4);
-    const link = row.querySelector("td.id a");
+    const link = cellOf(row, "id").querySelector("a");
     link.dataset.open = "";
-    const name = row.querySelector("td.wf")?.textContent ?? "";
+    const name = cellOf(row, "wf").textContent;
     const status = row.dataset.status;
     row.dataset.runId = id;
     row.tabIndex = -1;
-    const time = row.querySelector("td.when time");
+    const time = cellOf(row, "time").querySelector("time");
     const created = utcStamp(time.getAttribute("datetime"));
     time.dataset.rel = "";
     time.dataset.abs = created;
@@ -157,8 +162,8 @@
     const [tipId, tipCost, tipTokens] = (cell.dataset.tip || "").split(" ");
     const target = tipId || id;
     const tshort = short(target);
-    const cost = tipCost || row.querySelector("td.cost").textContent;
-    const tokens = tipTokens || row.querySelector("td.tokens").textContent;
+    const cost = tipCost || cellOf(row, "cost").textContent;
+    const tokens = tipTokens || cellOf(row, "tokens").textContent;
     const who = `run ${tshort} (${name})`;
     const last = `Last run: ${cost}, ${tokens} tokens.`;
     const where = cell.dataset.node || "where it stopped";
@@ -583,7 +588,7 @@
         }
       }
       const row = el.closest("tr.run[aria-label]");
-      if (row && el.closest("td.when")) {
+      if (row && cellOf(row, "time").contains(el)) {
         const utc = row.dataset.utcLabel ?? row.getAttribute("aria-label");
         row.dataset.utcLabel = utc;
         row.setAttribute("aria-label", zone === "local" ? utc.replace(UTC_STAMP, local) : utc);

@@ -19,6 +19,12 @@ VIEWER = "viewer-token-0123456789ab"
 HX = {"HX-Request": "true"}
 JSON = {"Accept": "application/json"}
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A run row's cells by their place from its end (app/web/rows.py): only `pick`,
+# `progress` and `actions` carry a class.
+CELL = {
+    name: f"td:nth-last-child({n})"
+    for name, n in {"id": 10, "wf": 9, "status": 8, "when": 7, "lineage": 3}.items()
+}
 
 
 class FrozenClock:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from factories import fixed_id, make_run
 from playwright.sync_api import Locator, Page, Response, expect
+from support import CELL
 
 from app.store.tables import AuditEntry, StepRun, WorkflowRun
 
@@ -116,7 +117,9 @@ def assert_restarted(page: Page, original: str, answer: Response) -> None:
     expect(target.locator(".spinner")).to_have_count(0)
     expect(target).not_to_have_class(re.compile(r"\bis-restarting\b"))
     expect(row(page, new_id).locator(".badge")).to_have_text("completed", timeout=OUTCOME_TIMEOUT)
-    expect(row(page, new_id).locator(".attempt")).to_have_text("attempt 2 of 2")
+    expect(row(page, new_id).locator(CELL["lineage"])).to_have_text(
+        f"attempt 2 of 2 from {original[:8]}"
+    )
 
 
 def test_restart_by_mouse(page: Page, runs: dict[int, str]) -> None:
@@ -218,7 +221,7 @@ def test_restart_error_shows_in_the_row(
     expect(target.locator(".badge")).to_have_text("running")
 
     # Still usable: select it from the keyboard and cancel it.
-    target.locator("td.wf").click()
+    target.locator(CELL["wf"]).click()
     expect(target).to_have_class(re.compile(r"\bselected\b"))
     page.keyboard.press("c")
     expect(target.locator(".confirm")).to_contain_text(f"Cancel run {original[:8]} (echo)?")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from factories import fixed_id, keep_alive, make_run
 from playwright.sync_api import Page, expect
+from support import CELL
 
 from app.store.tables import AuditEntry, StepRun, WorkflowRun
 
@@ -90,7 +91,7 @@ def test_a_run_started_by_the_cli_appears_in_the_banner(
     page.keyboard.press(".")
     expect(page.locator("#runs-body tr.run")).to_have_count(4)
     first = page.locator("#runs-body tr.run").first
-    expect(first.locator("td.wf")).to_have_text("echo")
+    expect(first.locator(CELL["wf"])).to_have_text("echo")
     expect(first).to_be_focused()
     expect(page.locator("#live")).to_contain_text("Newest runs: 4 shown")
     expect(page.locator("#new-runs")).to_be_empty()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from factories import fixed_id, keep_alive, make_run
 from playwright.sync_api import Page, expect
+from support import CELL
 
 from app.store.tables import AuditEntry, StepRun, WorkflowRun
 
@@ -97,7 +98,7 @@ def test_times_switch_between_utc_and_local_with_z(
     page = new_page(timezone_id="Asia/Kolkata", bypass_csp=True)
     page.goto("/workflows")
     first = page.locator("#runs-body tr.run").first
-    when = first.locator("td.when time")
+    when = first.locator(f"{CELL['when']} time")
     expect(when).to_have_attribute("data-abs", _utc_stamp())
     expect(page.locator("#zone-toggle")).to_have_attribute("aria-pressed", "false")
     page.keyboard.press("z")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from factories import fixed_id, keep_alive, make_run
 from playwright.sync_api import Page, expect
+from support import CELL
 
 from app.store.runs import forget_medians
 from app.store.tables import AuditEntry, StepRun, WorkflowRun
@@ -150,8 +151,9 @@ def test_each_row_asks_what_the_runs_page_asks(
     # The rest of a row: its name, the checkbox, the copy button, the times and the error.
     row = page.locator(f"#run-{failed}")
     expect(row).to_have_attribute("tabindex", "-1")
-    stamp = row.locator("td.when time").get_attribute("data-abs") or ""
-    assert stamp.endswith(" UTC") and stamp == row.locator("td.when time").get_attribute("title")
+    time = row.locator(f"{CELL['when']} time")
+    stamp = time.get_attribute("data-abs") or ""
+    assert stamp.endswith(" UTC") and stamp == time.get_attribute("title")
     expect(row).to_have_attribute("aria-label", f"Run 00000002, echo, failed, created {stamp}")
     pick = row.get_by_role("checkbox", name="Select run 00000002 for a bulk action")
     expect(pick).to_have_attribute("value", failed)

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from factories import fixed_id, keep_alive, make_run
 from playwright.sync_api import Locator, Page, expect
-from support import LiveServer
+from support import CELL, LiveServer
 
 from app.store.tables import AuditEntry, StepRun, WorkflowRun
 
@@ -150,8 +150,8 @@ def test_every_card_shows_status_workflow_time_and_action(
         card = page.locator(f"#run-{run_id}")
         card.scroll_into_view_if_needed()
         within_width(card.locator(".badge").first, f"run {n}'s status")
-        within_width(card.locator("td.wf"), f"run {n}'s workflow")
-        within_width(card.locator("td.when time"), f"run {n}'s time")
+        within_width(card.locator(CELL["wf"]), f"run {n}'s workflow")
+        within_width(card.locator(f"{CELL['when']} time"), f"run {n}'s time")
         action = "Cancel" if n == RUNNING else "Restart"
         within_width(card.get_by_role("button", name=action), f"run {n}'s {action}")
         within_width(card.get_by_role("button", name=re.compile("^Copy the id")), f"run {n}'s copy")

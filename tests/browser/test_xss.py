@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 from factories import ECHO_SNAPSHOT, fixed_id
 from playwright.sync_api import Page, expect
+from support import CELL
 
 from app.store.tables import StepRun, WorkflowRun
 
@@ -193,10 +194,10 @@ def test_the_corpus_is_shown_as_text_and_never_executes(
     expect(page.locator(f"#run-{RUNNING} .step")).to_contain_text("2/2", timeout=6_000)
     watch.check("list")
     for n, payload in enumerate(PAYLOADS):
-        expect(page.locator(f"#run-{RUNS[n]} td.wf")).to_have_text(payload.strip())
+        expect(page.locator(f"#run-{RUNS[n]} {CELL['wf']}")).to_have_text(payload.strip())
     expect(page.locator(f"#run-{RUNNING} .step")).to_contain_text(PAYLOADS[10])
     # Only the cells that show payloads: a running row's duration may read "649 ms".
-    shown = page.locator("#runs-body td.wf, #runs-body td.progress").all_inner_texts()
+    shown = page.locator(f"#runs-body {CELL['wf']}, #runs-body td.progress").all_inner_texts()
     assert not [text for text in shown if "49" in text], shown
 
     for n, payload in enumerate(PAYLOADS):

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pytest
 from bs4 import BeautifulSoup
 from factories import fixed_id, make_run
-from support import FROZEN_NOW, HX, JSON, hx_row, random_ids
+from support import CELL, FROZEN_NOW, HX, JSON, hx_row, random_ids
 
 from app.store.tables import WorkflowRun
 
@@ -174,7 +174,7 @@ async def test_restart_errors_as_row_fragment(client, case: str, status: int, co
     if case in ("pending", "running", "restarting", "no_snapshot"):
         # The row keeps its content and actions: it stays usable.
         assert rows[0]["id"] == f"run-{run_id}"
-        assert rows[0].select_one("td.id a")["href"] == f"/workflows/{run_id}"
+        assert rows[0].select_one(f"{CELL['id']} a")["href"] == f"/workflows/{run_id}"
 
 
 @pytest.mark.parametrize(("case", "status", "code"), CASES)
