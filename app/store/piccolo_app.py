@@ -1,9 +1,8 @@
 """The Piccolo app whose migrations live in the top-level `migrations/` folder."""
 
-from pathlib import Path
-
 from piccolo.conf.apps import AppConfig
 
+from app.store.db import APP_NAME, MIGRATIONS
 from app.store.tables import (
     AuditEntry,
     RestartBatch,
@@ -13,11 +12,9 @@ from app.store.tables import (
     WorkflowRun,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 APP_CONFIG = AppConfig(
-    app_name="runs",
-    migrations_folder_path=str(REPO_ROOT / "migrations"),
+    app_name=APP_NAME,
+    migrations_folder_path=str(MIGRATIONS),
     table_classes=[WorkflowRun, StepRun, RunProcess, WebSession, AuditEntry, RestartBatch],
     migration_dependencies=[],
     commands=[],

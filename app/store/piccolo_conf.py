@@ -1,16 +1,14 @@
-"""Piccolo's configuration: the engine named by DATABASE_URL, and our app.
+"""Piccolo's configuration, for its migration runner and command line: the engine
+`app.store.db` talks to (named by DATABASE_URL unless configured otherwise), and our app.
 
-`app.store.db.configure()` may swap `DB` for another engine at start-up (tests,
-`create_app(settings)`); the tables and the migration runner both follow it.
+The process itself does not import this module: `app.store.db` keeps the engine and
+hands it over here before it runs migrations.
 """
-
-import os
 
 from piccolo.conf.apps import AppRegistry
 
-from app.settings import normalise_database_url
-from app.store.engine import engine_from_url
+from app.store.db import current_engine
 
-DB = engine_from_url(normalise_database_url(os.environ.get("DATABASE_URL")))
+DB = current_engine()
 
 APP_REGISTRY = AppRegistry(apps=["app.store.piccolo_app"])

@@ -102,6 +102,53 @@ def test_migrate_creates_schema_and_is_idempotent(fresh_url: str) -> None:
     assert "no migrations needed" in second.stdout
     assert asyncio.run(_schema(fresh_url)) == (tables, indexes)
 
+    # A migration the table does not list (a new release's) is applied, not skipped by
+    # the check that spares an up-to-date server Piccolo's runner.
+    last = "2026-12-01T12:00:00:000000"
+    asyncio.run(_sql(fresh_url, [f"DELETE FROM migration WHERE name = '{last}'", "SELECT 1"]))
+    third = _cli("migrate", url=fresh_url)
+    assert third.returncode == 0, third.stderr
+    assert "migrations applied" in third.stdout
+    listed = asyncio.run(_sql(fresh_url, [f"SELECT name FROM migration WHERE name = '{last}'"]))
+    assert listed == [(last,)]
+
+
+def test_the_dashboard_process_leaves_migration_and_http_tooling_unloaded(
+    fresh_url: str,
+) -> None:
+    """Piccolo's app registry loads black and httpx loads its command line client: some
+    15 MB a server would hold all day. Started on a migrated database, the dashboard
+    loads neither (nor the migration modules) until something needs them."""
+    assert _cli("migrate", url=fresh_url).returncode == 0
+    probe = """
+import asyncio, sys
+from app.web.app import create_app
+
+async def main():
+    app = create_app()
+    sent = []
+    inbox = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    async def send(message):
+        sent.append(message["type"])
+        if message["type"].startswith("lifespan.startup"):
+            await inbox.put({"type": "lifespan.shutdown"})
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send)
+    print(sent)
+    heavy = ("black", "httpx", "click", "rich", "app.store.piccolo_", "runs_")
+    print(sorted(m for m in sys.modules if m.startswith(heavy)))
+
+asyncio.run(main())
+"""
+    env = {**os.environ, "DATABASE_URL": fresh_url, "CA_STALE_AFTER_SECONDS": "1000000000"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    sent, loaded = out.stdout.strip().splitlines()[-2:]
+    assert sent == "['lifespan.startup.complete', 'lifespan.shutdown.complete']", out.stdout
+    assert loaded == "[]"
+
 
 async def _sql(url: str, statements: list[str]) -> list[tuple]:
     """Run statements on `url` outside the app; returns the last one's rows."""

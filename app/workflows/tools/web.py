@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from app.workflows.tools.base import Tool, ToolContext, ToolError
 from app.workflows.tools.html_text import Document
+
+if TYPE_CHECKING:
+    # Imported where a request is made, not with the server: httpx brings its command
+    # line client along (click, rich, pygments), megabytes a dashboard that runs no
+    # web tool would carry all day.
+    import httpx
 
 _MAX_BYTES = 1_000_000
 _REDIRECTS = 5
@@ -46,6 +51,8 @@ class _Response:
 
 
 async def _checked(url: str, ctx: ToolContext) -> httpx.URL:
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -85,10 +92,12 @@ async def fetch(
     method: str,
     url: str,
     *,
-    headers: httpx.Headers | None = None,
+    headers: Mapping[str, str] | None = None,
     content: bytes | None = None,
     redirects: int = _REDIRECTS,
 ) -> _Response:
+    import httpx
+
     headers = httpx.Headers(headers or {})
     # trust_env=False: no HTTP(S)_PROXY, no .netrc credentials, nothing of the server's.
     async with httpx.AsyncClient(
@@ -160,7 +169,7 @@ async def _post_json(ctx: ToolContext, url: str, headers: dict[str, str], payloa
         ctx,
         "POST",
         url,
-        headers=httpx.Headers(headers),
+        headers=headers,
         content=json.dumps(payload).encode(),
         redirects=0,
     )
@@ -247,7 +256,7 @@ async def _serper_search(args: dict[str, Any], ctx: ToolContext) -> str:
 
 async def _web_scrape(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     url, selector = args["url"], args.get("selector")
-    r = await fetch(ctx, "GET", url, headers=httpx.Headers({"User-Agent": "Mozilla/5.0"}))
+    r = await fetch(ctx, "GET", url, headers={"User-Agent": "Mozilla/5.0"})
     if r.status >= 400:
         raise ToolError(f"HTTP {r.status} from {url}")
     page = await asyncio.to_thread(Document, r.text)
@@ -274,6 +283,8 @@ async def _http_client(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]
     method = args["method"].upper()
     if method not in _METHODS:
         raise ToolError(f"Invalid method: {method}. Allowed: {_METHODS}")
+    import httpx
+
     try:
         headers = httpx.Headers({str(k): str(v) for k, v in (args.get("headers") or {}).items()})
     except (TypeError, ValueError) as exc:
