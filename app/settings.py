@@ -148,7 +148,7 @@ class Settings:
     local_concurrency: int = 8
     # A bearer token that may read GET /metrics and nothing else (for a Prometheus scraper).
     metrics_token: str = ""
-    # "text": logging as it always was (warnings, plain, on stderr); "json": one JSON
+    # "text": warnings and errors, plain, on stderr; "json": one JSON
     # object per line, with an event per run state change and per request.
     log_format: str = "text"
 

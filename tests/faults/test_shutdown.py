@@ -97,6 +97,12 @@ async def test_sigterm_of_the_dashboard_hands_its_runs_to_the_next(empty_db: str
         began = time.monotonic()
         proc.wait(timeout=GRACE + 10)
         stopped_in = time.monotonic() - began
+        assert proc.stderr is not None
+        logged = proc.stderr.read().decode()
+    # Text logs (the default) carry the warnings, not a line per run state change.
+    assert "draining: 2 run(s) in flight" in logged, logged
+    assert f"handed back run {restart}" in logged, logged
+    assert " -> running" not in logged and " -> pending" not in logged, logged
     # They stopped at their next node (1.5 s at most), far inside the grace period.
     assert stopped_in < GRACE, stopped_in
     statuses = await _statuses(adopted, restart)
