@@ -14,7 +14,7 @@ from factories import make_run
 from support import BACKEND, FROZEN_NOW
 
 from app.store import db
-from app.store.engine import may_write
+from app.store.engine import CHECKPOINT_PAGES, may_write
 from app.store.tables import WorkflowRun
 
 pytestmark = pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite's connections")
@@ -50,6 +50,9 @@ async def test_writes_go_to_one_connection_and_reads_see_them(empty_db: str) -> 
     # Open every reader the pool allows, to trace them all.
     await asyncio.gather(*(WorkflowRun.raw("SELECT count(*) FROM workflow_run") for _ in range(8)))
     assert len(pool.all) == pool.engine.pool_size
+    # The writer checkpoints less often than SQLite would.
+    pragma = await pool.writer.execute_fetchall("PRAGMA wal_autocheckpoint")
+    assert list(pragma[0].values()) == [CHECKPOINT_PAGES] and CHECKPOINT_PAGES > 1000
     written: list[str] = []
     read: list[str] = []
     await _trace(pool.writer, written)
