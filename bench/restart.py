@@ -93,7 +93,9 @@ def measure(url: str, tree: Path, ids: list[str], queue: bool) -> dict[str, Any]
         ten, made_ten = restart_each(server.url, ids[C1:], concurrency=10, max_seconds=60)
         created = made_one + made_ten
         if queue:
-            with Worker(url, 4):
+            # The seeded running runs have no owner: the worker must not fail them
+            # (a sweep of tens of thousands at 1M) while the restarted runs wait.
+            with Worker(url, 4, extra_env=server_env(url)):
                 outcome = ended(url, created, 120)
         else:
             outcome = ended(url, created, 120)
