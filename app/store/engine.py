@@ -16,6 +16,9 @@ from piccolo.engine.sqlite import SQLiteEngine, dict_factory
 __all__ = ["PooledSQLiteEngine", "engine_from_url"]
 
 
+# What aiosqlite raises, before queueing anything, on a connection that was closed.
+_CLOSED = ("Connection closed", "no active connection")
+
 # WAL pages between the writer's checkpoints (SQLite's default: 1,000).
 CHECKPOINT_PAGES = 10_000
 
@@ -115,9 +118,11 @@ class _Pool:
     async def write(self, query: str, args: list[Any]) -> list[Any]:
         try:
             return await self._write(query, args)
-        except ValueError:
-            # aiosqlite's "Connection closed", raised before the statement is queued:
-            # it never ran, so it runs on a new writer.
+        except ValueError as exc:
+            if str(exc) not in _CLOSED:
+                raise
+            # Raised before the statement was queued: it never ran, so it runs on a
+            # new writer.
             return await self._write(query, args)
 
     async def _write(self, query: str, args: list[Any]) -> list[Any]:
@@ -126,11 +131,15 @@ class _Pool:
             async with self.opening:
                 if self.writer is None:
                     connection = await self.engine.open_connection()
-                    # A checkpoint (two fsyncs, every page the WAL holds) stalls the
-                    # writer, and every write waits on it: ten times fewer, each
-                    # rewriting the hot pages once (restarts at c10: 305 -> 328 a
-                    # second). The WAL then grows to about 40 MB before one.
-                    await connection.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+                    try:
+                        # A checkpoint (two fsyncs, every page the WAL holds) stalls
+                        # the writer, and every write waits on it: ten times fewer,
+                        # each rewriting the hot pages once (restarts at c10: 305 ->
+                        # 328 a second). The WAL grows to about 40 MB before one.
+                        await connection.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+                    except BaseException:
+                        await asyncio.shield(connection.close())
+                        raise
                     self.writer = connection
                 writer = self.writer
         try:
@@ -138,13 +147,11 @@ class _Pool:
             # cancelled meanwhile leaves its statement to commit on its own, as any
             # autocommit statement would: the connection stays usable.
             return list(await writer.execute_fetchall(query, args))
-        except (sqlite3.DatabaseError, asyncio.CancelledError):
-            raise
-        except Exception:
-            # Broken (closed under us, its thread gone): the next write opens another.
-            if self.writer is writer:
+        except ValueError as exc:
+            # Closed under us: the next write opens another. (Other errors, a bad
+            # parameter among them, leave the writer as it is.)
+            if str(exc) in _CLOSED and self.writer is writer:
                 self.writer = None
-                await asyncio.shield(writer.close())
             raise
 
     async def acquire(self) -> aiosqlite.Connection:

@@ -104,6 +104,21 @@ async def test_the_writer_outlives_a_failed_write_and_a_cancelled_caller(empty_d
     assert row == {"status": "cancelled", "error_message": "pass 4"}
 
 
+async def test_a_bad_parameter_fails_its_write_only(empty_db: str) -> None:
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="failed")
+    pool = db.current_engine()._pool()  # type: ignore[attr-defined]
+    writer = pool.writer
+    # A lone surrogate cannot be encoded for SQLite: a ValueError, not "Connection
+    # closed". It is not retried, and the writer stays.
+    with pytest.raises(UnicodeEncodeError):
+        await WorkflowRun.raw("UPDATE workflow_run SET error_message = {}", "\ud800")
+    assert pool.writer is writer
+    await WorkflowRun.raw(
+        "UPDATE workflow_run SET status = 'cancelled' WHERE id = {}", uuid.UUID(run_id)
+    )
+    assert await WorkflowRun.select(WorkflowRun.status).first() == {"status": "cancelled"}
+
+
 async def test_a_writer_closed_under_it_is_replaced(empty_db: str) -> None:
     run_id = await make_run(1, created_at=FROZEN_NOW, status="failed")
     pool = db.current_engine()._pool()  # type: ignore[attr-defined]
