@@ -889,8 +889,8 @@ class RunService:
             raise RunNotFound(f"no run with id {run_id!r}")
         return summary
 
-    async def get_detail(self, run_id: str) -> RunDetail:
-        detail = await self.store.get_detail(run_id)
+    async def get_detail(self, run_id: str, *, history: int = 0) -> RunDetail:
+        detail = await self.store.get_detail(run_id, history=history)
         if detail is None:
             raise RunNotFound(f"no run with id {run_id!r}")
         run = detail.summary

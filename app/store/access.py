@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from piccolo.query.methods.raw import Raw
+
 from app.store.dbtime import db_ago, db_now
+from app.store.models import AuditView
 from app.store.tables import AuditEntry, WebSession
 
-__all__ = ["AccessStore", "AuditView", "SessionRow"]
+__all__ = ["AccessStore", "AuditView", "SessionRow", "audit_views", "history_query"]
 
 
 @dataclass(frozen=True)
@@ -23,20 +25,6 @@ class SessionRow:
     csrf: str
     # The last-seen time is older than a minute: time to write it again.
     due_for_touch: bool
-
-
-@dataclass(frozen=True)
-class AuditView:
-    id: int
-    at: datetime
-    actor: str
-    role: str | None
-    action: str
-    run_id: str | None
-    new_run_id: str | None
-    via: str | None
-    client: str | None
-    detail: dict[str, Any] | None
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
@@ -138,33 +126,42 @@ class AccessStore:
         self, *, run_id: str | None = None, before: int | None = None, limit: int = 100
     ) -> list[AuditView]:
         """Newest first; about one run (as the run acted on or the run it created)."""
-        conditions: list[str] = []
-        args: list[uuid.UUID | int] = []
-        if run_id is not None:
-            conditions.append("(run_id = {} OR new_run_id = {})")
-            args += [uuid.UUID(run_id), uuid.UUID(run_id)]
-        if before is not None:
-            conditions.append("id < {}")
-            args.append(before)
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = await AuditEntry.raw(
-            "SELECT id, at, actor, role, action, run_id, new_run_id, via, client, detail"
-            f" FROM audit_entry{where} ORDER BY id DESC LIMIT {{}}",
-            *args,
-            limit,
+        return audit_views(await history_query(run_id, before=before, limit=limit))
+
+
+def history_query(run_id: str | uuid.UUID | None, *, before: int | None = None, limit: int) -> Raw:
+    """The audit entries newest first; about one run, as the run acted on or the run
+    it created (see `audit_views`)."""
+    conditions: list[str] = []
+    args: list[uuid.UUID | int] = []
+    if run_id is not None:
+        conditions.append("(run_id = {} OR new_run_id = {})")
+        args += [uuid.UUID(str(run_id)), uuid.UUID(str(run_id))]
+    if before is not None:
+        conditions.append("id < {}")
+        args.append(before)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return AuditEntry.raw(
+        "SELECT id, at, actor, role, action, run_id, new_run_id, via, client, detail"
+        f" FROM audit_entry{where} ORDER BY id DESC LIMIT {{}}",
+        *args,
+        limit,
+    )
+
+
+def audit_views(rows: list[dict[str, Any]]) -> list[AuditView]:
+    return [
+        AuditView(
+            id=r["id"],
+            at=r["at"],
+            actor=r["actor"],
+            role=r["role"],
+            action=r["action"],
+            run_id=str(r["run_id"]) if r["run_id"] else None,
+            new_run_id=str(r["new_run_id"]) if r["new_run_id"] else None,
+            via=r["via"],
+            client=r["client"],
+            detail=json.loads(r["detail"]) if r["detail"] else None,
         )
-        return [
-            AuditView(
-                id=r["id"],
-                at=r["at"],
-                actor=r["actor"],
-                role=r["role"],
-                action=r["action"],
-                run_id=str(r["run_id"]) if r["run_id"] else None,
-                new_run_id=str(r["new_run_id"]) if r["new_run_id"] else None,
-                via=r["via"],
-                client=r["client"],
-                detail=json.loads(r["detail"]) if r["detail"] else None,
-            )
-            for r in rows
-        ]
+        for r in rows
+    ]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "AuditView",
     "Cursor",
     "Executor",
     "RunDetail",
@@ -154,6 +155,22 @@ class RunDetail:
     inputs_diff: tuple[tuple[str, Any, Any], ...] = ()
     # The whole chain the run belongs to, from the original run to the latest attempt.
     attempts: tuple[Attempt, ...] = ()
+    # The audit entries about the run, newest first (when asked for).
+    history: tuple[AuditView, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditView:
+    id: int
+    at: datetime
+    actor: str
+    role: str | None
+    action: str
+    run_id: str | None
+    new_run_id: str | None
+    via: str | None
+    client: str | None
+    detail: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ PostgreSQL alike without read-then-write transactions.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import statistics
@@ -19,8 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from piccolo.columns.combination import WhereRaw
+from piccolo.query.methods.raw import Raw
 
+from app.store.access import audit_views, history_query
 from app.store.dbtime import db_ago, db_now, is_postgres, retrying
+from app.store.engine import read_together
 from app.store.models import (
     Attempt,
     Cursor,
@@ -94,6 +96,25 @@ _STEPS_SQL = (
     " output, error, tokens, tries, cost_usd, reused_from, tool FROM step_run WHERE run = {}"
     " ORDER BY step_order, item_index"
 )
+
+
+def steps_query(run: uuid.UUID) -> Raw:
+    return StepRun.raw(_STEPS_SQL, run)
+
+
+def sort_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A node's tool calls share its place; they follow it, in the order they ran.
+    steps.sort(
+        key=lambda s: (
+            s["step_order"],
+            s["item_index"] or 0,
+            s["tool"] is not None,
+            s["started_at"],
+        )
+    )
+    return steps
+
+
 # A restart's read of the run it restarts, the same way.
 _SNAPSHOT_SQL = (
     f"SELECT {', '.join(c._meta.db_column_name for c in _SUMMARY_COLUMNS)},"
@@ -1130,14 +1151,17 @@ class RunStore:
         rows = await WorkflowRun.select(*_SUMMARY_COLUMNS).where(WorkflowRun.id.is_in(ids))
         return {s.id: s for s in await self._with_lineage(rows)}
 
-    async def get_detail(self, run_id: str) -> RunDetail | None:
+    async def get_detail(self, run_id: str, *, history: int = 0) -> RunDetail | None:
+        """The run with its steps and lineage; and its `history` latest audit entries."""
         parsed = _uuid_or_none(run_id)
         if parsed is None:
             return None
-        # The steps need only the id: at once, on another pooled connection.
-        chain, steps = await asyncio.gather(
-            WorkflowRun.raw(_DETAIL_SQL, parsed, parsed, parsed, parsed), self._steps(parsed)
-        )
+        # The steps and the history need only the id: all in one go.
+        reads = [WorkflowRun.raw(_DETAIL_SQL, parsed, parsed, parsed, parsed), steps_query(parsed)]
+        if history:
+            reads.append(history_query(parsed, limit=history))
+        chain, steps, *audit = await read_together(*reads)
+        sort_steps(steps)
         at = next((i for i, r in enumerate(chain) if r["id"] == parsed), None)
         if at is None:
             return None
@@ -1186,20 +1210,8 @@ class RunStore:
             ),
             restarted_as_runs=(_summary(child),) if child is not None else (),
             attempts=_attempts(chain),
+            history=tuple(audit_views(audit[0])) if audit else (),
         )
-
-    async def _steps(self, run: uuid.UUID) -> list[dict[str, Any]]:
-        steps: list[dict[str, Any]] = await StepRun.raw(_STEPS_SQL, run)
-        # A node's tool calls share its place; they follow it, in the order they ran.
-        steps.sort(
-            key=lambda s: (
-                s["step_order"],
-                s["item_index"] or 0,
-                s["tool"] is not None,
-                s["started_at"],
-            )
-        )
-        return steps
 
     async def get_snapshot(self, run_id: str) -> tuple[RunSummary, Any, dict[str, Any]] | None:
         """The run, its stored config snapshot and its inputs (for a restart)."""

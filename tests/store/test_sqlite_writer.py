@@ -6,6 +6,7 @@ callers and being closed under it."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from typing import Any
 
@@ -14,7 +15,8 @@ from factories import make_run
 from support import BACKEND, FROZEN_NOW
 
 from app.store import db
-from app.store.engine import CHECKPOINT_PAGES, may_write
+from app.store.engine import CHECKPOINT_PAGES, may_write, read_together
+from app.store.runs import RunStore
 from app.store.tables import WorkflowRun
 
 pytestmark = pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite's connections")
@@ -135,3 +137,34 @@ async def test_a_writer_closed_under_it_is_replaced(empty_db: str) -> None:
     await db.current_engine().close_pool()  # type: ignore[attr-defined]
     await WorkflowRun.raw("UPDATE workflow_run SET status = 'failed'")
     assert await WorkflowRun.select(WorkflowRun.status).first() == {"status": "failed"}
+
+
+async def test_a_run_pages_reads_take_one_trip_and_one_snapshot(empty_db: str) -> None:
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="completed", steps=2)
+    await RunStore().get_detail(run_id)  # opens a reader
+    pool = db.current_engine()._pool()  # type: ignore[attr-defined]
+    traced: dict[int, list[str]] = {}
+    for connection in pool.all:
+        await _trace(connection, traced.setdefault(id(connection), []))
+
+    detail = await RunStore().get_detail(run_id, history=20)
+
+    assert detail is not None and len(detail.steps) == 2
+    (statements,) = [s for s in traced.values() if s]
+    assert [s.split()[0] for s in statements] == ["BEGIN", "WITH", "SELECT", "SELECT", "COMMIT"]
+    assert "FROM step_run" in statements[2] and "FROM audit_entry" in statements[3]
+
+
+async def test_a_failed_read_leaves_its_reader_usable(empty_db: str) -> None:
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="completed")
+    with pytest.raises(sqlite3.OperationalError, match="no such column"):
+        await read_together(
+            WorkflowRun.raw("SELECT id FROM workflow_run"),
+            WorkflowRun.raw("SELECT missing_column FROM workflow_run"),
+        )
+    pool = db.current_engine()._pool()  # type: ignore[attr-defined]
+    assert pool.all and not any(c._conn.in_transaction for c in pool.all)
+    (found,) = await read_together(
+        WorkflowRun.raw("SELECT id FROM workflow_run WHERE id = {}", uuid.UUID(run_id))
+    )
+    assert [str(r["id"]) for r in found] == [run_id]
