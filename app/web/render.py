@@ -9,7 +9,15 @@ from litestar import Request
 from litestar.enums import MediaType
 from litestar.response import Template
 
-__all__ = ["Answer", "answer_format", "pinned_view", "row_target", "template", "wants_row"]
+__all__ = [
+    "Answer",
+    "answer_format",
+    "draw",
+    "pinned_view",
+    "row_target",
+    "template",
+    "wants_row",
+]
 
 Answer = Literal["html", "htmx", "json"]
 
@@ -41,6 +49,13 @@ def template(name: str, status_code: int = 200, **context: Any) -> Template:
     return Template(
         template_name=name, context=context, status_code=status_code, media_type=MediaType.HTML
     )
+
+
+def draw(request: Request[Any, Any, Any], name: str, **context: Any) -> str:
+    """A template drawn to a string here, as part of a larger answer."""
+    engine = request.app.template_engine
+    assert engine is not None
+    return str(engine.get_template(name).render(request=request, **context))
 
 
 # The view an operator pinned (app.js sets the cookie): only the list's filters, so the

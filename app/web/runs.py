@@ -7,10 +7,8 @@ errors.py renders them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +32,7 @@ from app.services.runs import (
 )
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
-from app.web.render import answer_format, pinned_view, row_target, template
+from app.web.render import answer_format, draw, pinned_view, row_target, template
 from app.web.serializers import audit_json, detail_json, page_json, run_json
 
 __all__ = ["RunController"]
@@ -262,14 +260,6 @@ def provide_list_query(
     )
 
 
-def canonical_id(run_id: str) -> str:
-    """A run id as the store writes it (lowercase, with dashes), when it is one."""
-    try:
-        return str(uuid.UUID(run_id))
-    except ValueError:
-        return run_id
-
-
 class RunController(Controller):
     path = "/workflows"
     dependencies = {
@@ -343,23 +333,16 @@ class RunController(Controller):
         run_id: FromPath[str],
     ) -> Response[Any]:
         now = request.app.state.clock()
-        # The run and its history at once, on two connections.
-        detail, history = await asyncio.gather(
-            runs.get_detail(run_id),
-            request.app.state.access.audit(run_id=canonical_id(run_id), limit=20),
-        )
+        detail = await runs.get_detail(run_id, history=20)
         if answer_format(request) == "json":
             body = detail_json(detail)
-            body["history"] = [audit_json(e) for e in history]
+            body["history"] = [audit_json(e) for e in detail.history]
             return Response(body, media_type=MediaType.JSON)
-        return template(
-            "runs/detail.html",
-            detail=detail,
-            run=detail.summary,
-            history=history,
-            now=now,
-            since=stamp_token(now),
+        context = {"detail": detail, "run": detail.summary, "history": detail.history, "now": now}
+        drawn = request.app.state.run_bodies.body(
+            detail, lambda: draw(request, "runs/_detail_body.html", **context)
         )
+        return template("runs/detail.html", body=drawn, since=stamp_token(now), **context)
 
     @get(
         "/{run_id:str}/row",
