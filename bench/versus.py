@@ -1,0 +1,553 @@
+"""A run's page, ours against the original's: this dashboard (Litestar) and its
+predecessor (FastAPI) serving `GET /workflows/{run_id}` for the same runs.
+
+    python -m bench.versus --original-src SRC --original-python VENV/bin/python \\
+        --ours-db sqlite:///OURS.db --original-db ORIGINAL.db \\
+        [--ours-tree PATH] [--rounds 3] [--requests 1000] [--port 8301] [--prepare]
+
+The original is a checkout of thatAverageGuy/configurable-agents at e95f65d (SRC, the
+folder holding its pyproject.toml and src/), served by its own code for this page: its
+`create_dashboard_app`, the `workflow_detail` route, the repository's `get` (a sync
+SQLAlchemy query in an async handler) and `workflow_detail.html`. Five of its modules
+pull in gradio, langgraph, mlflow and the optimizer at import time while no part of the
+page needs them (the chat UI, the run executor, the optimizer); a launcher this script
+writes to a temporary folder serves tiny stubs under those five names and checks that
+every module on the page's path is the checkout's own. Getting it ready, once:
+
+    git clone https://github.com/thatAverageGuy/configurable-agents SRC
+    git -C SRC checkout e95f65d
+    python3.11 -m venv VENV
+    VENV/bin/pip install fastapi==0.163.2 starlette==0.52.1 sqlalchemy==2.0.58 \\
+        jinja2==3.1.6 pydantic==2.14.4 pyyaml==6.0.4 httpx==0.28.1 \\
+        uvicorn==0.54.0 uvloop==0.23.0 httptools==0.9.0
+    DATABASE_URL=sqlite:///OURS.db python -m bench.seed --runs 10000
+    python -m bench.versus ... --prepare      # copies those runs into ORIGINAL.db
+
+(Starlette 1.0 dropped the `TemplateResponse(name, context)` the original calls: the
+last Starlette before it, and the newest FastAPI that takes it.) `--prepare` creates
+the original's tables with its own metadata and copies every run: ids, names, statuses,
+times (duration = completed - started), inputs, outputs, config snapshot, error message,
+tokens and cost; then it stops. Ours' steps, error type and node have no column there,
+and the original's page shows no steps (its app sets no state repository).
+
+A measurement starts both servers (uvicorn, uvloop, httptools, one worker, no access
+log): ours from `--ours-tree` (default this tree; an exported older commit or a git
+worktree works, with its cwd and PYTHONPATH) on port P, the original with its venv on
+P + 1. It samples `--ids` run ids with a fixed seed, checks that each answers 200 on
+both with its id and workflow name in the page, warms both up, then for `--rounds`
+rounds measures at concurrency 1 and 10 `--requests` GETs each (the ids cycled, Accept
+text/html, identity encoding), ours and the original in turn (which goes first flips
+every round). Per round and as the median [min..max] of the rounds: req/s, p50 ms,
+ours' own time (Server-Timing) p50, the mean response body and ours ÷ original req/s,
+taken within a round so that the machine's drift cancels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.load import ROOT, Request, drive
+from bench.run import git_commit, server_env
+
+ORIGINAL_COMMIT = "e95f65d"
+CONCURRENCIES = (1, 10)
+HEADERS = {"Accept": "text/html"}
+
+# The original's modules that import heavy things the run page does not use, and what
+# stands in for them: only the names the dashboard's modules import from them.
+STUBS = {
+    "configurable_agents/ui/gradio_chat.py": (
+        "CONFIG_GENERATION_PROMPT = ''\n\n\nclass GradioChatUI:\n    pass\n\n\n"
+        "def create_gradio_chat_ui(*args, **kwargs):\n    raise NotImplementedError\n"
+    ),
+    "configurable_agents/runtime/__init__.py": "",
+    "configurable_agents/runtime/executor.py": (
+        "async def run_workflow_async(*args, **kwargs):\n    raise NotImplementedError\n"
+    ),
+    "configurable_agents/optimization/__init__.py": (
+        "class ExperimentEvaluator:\n    pass\n\n\n"
+        "def find_best_variant(*args, **kwargs):\n    raise NotImplementedError\n"
+    ),
+    "configurable_agents/optimization/ab_test.py": (
+        "def apply_prompt_to_workflow(*args, **kwargs):\n    raise NotImplementedError\n"
+    ),
+}
+
+
+LAUNCHER = '''"""The original dashboard on ORIGINAL_DB_URL, by its own create_dashboard_app:
+    uvicorn versus_original:create_app --factory
+with the stubs in ./stubs standing in for the modules of their paths."""
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Each file under ./stubs stands in for the module of its path.
+STUBBED = {
+    ".".join(path.relative_to(HERE / "stubs").with_suffix("").parts).removesuffix(".__init__")
+    for path in (HERE / "stubs").rglob("*.py")
+}
+# The run page's own code: it must come from the checkout, never from a stub.
+PAGE_PATH = (
+    "configurable_agents.ui.dashboard.app",
+    "configurable_agents.ui.dashboard.routes.workflows",
+    "configurable_agents.storage.sqlite",
+    "configurable_agents.storage.models",
+)
+
+
+class Stubs(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name not in STUBBED:
+            return None
+        base = HERE / "stubs" / name.replace(".", "/")
+        if (base / "__init__.py").is_file():
+            return importlib.util.spec_from_file_location(
+                name, base / "__init__.py", submodule_search_locations=[str(base)]
+            )
+        return importlib.util.spec_from_file_location(name, base.with_suffix(".py"))
+
+
+def install():
+    if not any(isinstance(finder, Stubs) for finder in sys.meta_path):
+        sys.meta_path.insert(0, Stubs())
+
+
+def create_app():
+    install()
+    from configurable_agents.ui.dashboard.app import create_dashboard_app
+
+    dashboard = create_dashboard_app(os.environ["ORIGINAL_DB_URL"])
+    src = Path(os.environ["ORIGINAL_SRC"]).resolve()
+    for name in PAGE_PATH:
+        if src not in Path(sys.modules[name].__file__).resolve().parents:
+            raise RuntimeError(f"{name} does not come from {src}")
+    return dashboard.get_app()
+'''
+
+COPY = '''"""Copy the runs of ours' SQLite file (argv[1]) into a new database of the original's
+schema (argv[2]), created by its own metadata."""
+
+import sqlite3
+import sys
+from datetime import datetime, timezone
+
+import versus_original
+
+versus_original.install()
+from sqlalchemy import create_engine, insert  # noqa: E402
+
+from configurable_agents.storage.models import Base, WorkflowRunRecord  # noqa: E402
+
+COLUMNS = (
+    "id, workflow_name, status, config_snapshot, inputs, outputs, error_message, "
+    "created_at, started_at, completed_at, total_tokens, total_cost_usd"
+)
+
+
+def naive_utc(text):
+    # Ours writes aware UTC text; the original's columns hold naive UTC (utcnow).
+    if text is None:
+        return None
+    return datetime.fromisoformat(text).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+rows = []
+source = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+for row in source.execute(f"SELECT {COLUMNS} FROM workflow_run ORDER BY created_at"):
+    run_id, name, status, snapshot, inputs, outputs, error, created, started, completed = row[:10]
+    began = naive_utc(started) or naive_utc(created)
+    ended = naive_utc(completed)
+    rows.append(
+        {
+            "id": run_id,
+            "workflow_name": name,
+            "status": status,
+            "config_snapshot": snapshot,
+            "inputs": inputs,
+            "outputs": outputs,
+            "error_message": error,
+            "started_at": began,
+            "completed_at": ended,
+            "duration_seconds": (ended - began).total_seconds() if ended else None,
+            "total_tokens": row[10],
+            "total_cost_usd": row[11],
+            "bottleneck_info": None,
+        }
+    )
+source.close()
+engine = create_engine(f"sqlite:///{sys.argv[2]}")
+Base.metadata.create_all(engine)
+with engine.begin() as db:
+    db.execute(insert(WorkflowRunRecord), rows)
+print(f"copied {len(rows)} runs into {sys.argv[2]}")
+'''
+
+
+def write_original_support(into: Path) -> None:
+    """The launcher, the copier and the stubs, in `into`."""
+    (into / "versus_original.py").write_text(LAUNCHER)
+    (into / "versus_copy.py").write_text(COPY)
+    for name, text in STUBS.items():
+        path = into / "stubs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def original_env(support: Path, src: Path, db: Path) -> dict[str, str]:
+    return {
+        "PYTHONPATH": os.pathsep.join([str(support), str(src / "src")]),
+        "ORIGINAL_SRC": str(src),
+        "ORIGINAL_DB_URL": f"sqlite:///{db}",
+    }
+
+
+def sqlite_path(url: str) -> Path:
+    if not url.startswith("sqlite:///"):
+        raise SystemExit(f"{url}: a sqlite:/// URL is needed here")
+    return Path(url.removeprefix("sqlite:///")).resolve()
+
+
+def prepare(python: str, src: Path, ours_db: str, original_db: Path) -> None:
+    """A fresh `original_db` holding ours' runs, in the original's schema."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{original_db}{suffix}").unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="versus-") as tmp:
+        write_original_support(Path(tmp))
+        env = {**os.environ, **original_env(Path(tmp), src, original_db)}
+        subprocess.run(
+            [python, "versus_copy.py", str(sqlite_path(ours_db)), str(original_db)],
+            cwd=tmp,
+            env=env,
+            check=True,
+        )
+
+
+# -- the servers ---------------------------------------------------------------------
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class Uvicorn:
+    """`python -m uvicorn <factory> --factory`, one worker, uvloop and httptools, no
+    access log, on a given loopback port; ready once `health` answers 200."""
+
+    name: str
+    python: str
+    factory: str
+    cwd: Path
+    env: dict[str, str]
+    port: int
+    health: str
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Uvicorn:
+        if not port_free(self.port):
+            raise SystemExit(f"port {self.port} is taken: pick others with --port")
+        self.proc = subprocess.Popen(
+            [
+                self.python,
+                "-m",
+                "uvicorn",
+                self.factory,
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=self.cwd,
+            env={**os.environ, **self.env},
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + self.health, timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not answer within 60 s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def servers(args: argparse.Namespace) -> Iterator[tuple[Uvicorn, Uvicorn]]:
+    tree = args.ours_tree.resolve()
+    src = args.original_src.resolve()
+    with ExitStack() as stack:
+        support = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="versus-")))
+        write_original_support(support)
+        ours = Uvicorn(
+            "ours",
+            sys.executable,
+            "app.web.app:create_app",
+            tree,
+            {
+                **server_env(args.ours_db),
+                "CA_ALLOWED_HOSTS": f"127.0.0.1:{args.port}",
+                "PYTHONPATH": str(tree),
+            },
+            args.port,
+            "/healthz",
+        )
+        original = Uvicorn(
+            "original",
+            args.original_python,
+            "versus_original:create_app",
+            support,
+            original_env(support, src, args.original_db.resolve()),
+            args.port + 1,
+            "/health",
+        )
+        yield stack.enter_context(ours), stack.enter_context(original)
+
+
+# -- the measurements ----------------------------------------------------------------
+
+
+def sample_runs(original_db: Path, count: int, seed: int) -> list[tuple[str, str]]:
+    """`count` (id, workflow name) pairs, the same for a given seed and set of runs."""
+    conn = sqlite3.connect(f"file:{original_db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT id, workflow_name FROM workflow_runs ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    if len(rows) < count:
+        raise SystemExit(f"{original_db} holds {len(rows)} runs: run --prepare first")
+    return random.Random(seed).sample(rows, count)
+
+
+def check_pages(server: Uvicorn, runs: list[tuple[str, str]]) -> None:
+    """Every sampled run's page answers 200 and names the run and its workflow."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for run_id, name in runs:
+            page = client.get(f"/workflows/{run_id}", headers=HEADERS)
+            if page.status_code != 200 or run_id not in page.text or name not in page.text:
+                raise SystemExit(f"{server.name}: /workflows/{run_id} gave {page.status_code}")
+
+
+def measure(server: Uvicorn, requests: list[Request], concurrency: int, n: int) -> dict[str, Any]:
+    sizes: list[int] = []
+
+    def note(_: Request, response: httpx.Response) -> None:
+        sizes.append(len(response.content))
+
+    stats = asyncio.run(
+        drive(
+            server.url,
+            requests,
+            concurrency=concurrency,
+            max_requests=n,
+            max_seconds=300,
+            warmup=2 * concurrency,
+            on_response=note,
+            encoding="identity",
+        )
+    )
+    got = stats.as_dict()
+    if stats.errors or set(got["status_codes"]) != {"200"} or stats.requests < n:
+        raise SystemExit(f"{server.name} at c{concurrency}: {got}")
+    return {
+        "rps": got["rps"],
+        "p50_ms": got["p50_ms"],
+        "p99_ms": got["p99_ms"],
+        "server_p50_ms": got["server_p50_ms"],
+        "bytes": round(statistics.fmean(sizes)),
+    }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def fmt(value: dict[str, float] | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value['median']:.{digits}f} [{value['min']:.{digits}f}..{value['max']:.{digits}f}]"
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    runs = sample_runs(args.original_db.resolve(), args.ids, args.seed)
+    requests = [Request("GET", f"/workflows/{run_id}", HEADERS) for run_id, _ in runs]
+    rounds: list[dict[str, Any]] = []
+    with servers(args) as (ours, original):
+        for server in (ours, original):
+            check_pages(server, runs)
+            for concurrency in CONCURRENCIES:  # warm: both connections, caches, templates
+                measure(server, requests, concurrency, min(2 * len(requests), 2000))
+        for number in range(args.rounds):
+            order = (ours, original) if number % 2 == 0 else (original, ours)
+            found: dict[str, Any] = {}
+            for concurrency in CONCURRENCIES:
+                got = {s.name: measure(s, requests, concurrency, args.requests) for s in order}
+                got["ratio"] = round(got["ours"]["rps"] / got["original"]["rps"], 3)
+                found[f"c{concurrency}"] = got
+                print(
+                    f"round {number + 1} c{concurrency}: ours {got['ours']['rps']} req/s, "
+                    f"p50 {got['ours']['p50_ms']} ms (app {got['ours']['server_p50_ms']}), "
+                    f"{got['ours']['bytes']} B; original {got['original']['rps']} req/s, "
+                    f"p50 {got['original']['p50_ms']} ms, {got['original']['bytes']} B; "
+                    f"ours/original {got['ratio']}",
+                    flush=True,
+                )
+            rounds.append(found)
+    summary: dict[str, Any] = {}
+    for concurrency in CONCURRENCIES:
+        key = f"c{concurrency}"
+        row: dict[str, Any] = {"ratio": spread([r[key]["ratio"] for r in rounds])}
+        for side in ("ours", "original"):
+            for metric in ("rps", "p50_ms", "p99_ms", "server_p50_ms", "bytes"):
+                values = [r[key][side][metric] for r in rounds]
+                row[f"{side}_{metric}"] = None if None in values else spread(values)
+        summary[key] = row
+    return {
+        "ours_commit": os.environ.get("BENCH_COMMIT") or commit_of(args.ours_tree),
+        "original_commit": ORIGINAL_COMMIT,
+        "runs_sampled": len(runs),
+        "seed": args.seed,
+        "rounds": args.rounds,
+        "requests": args.requests,
+        "python": sys.version.split()[0],
+        "cores": os.cpu_count(),
+        "per_round": rounds,
+        "summary": summary,
+    }
+
+
+def commit_of(tree: Path) -> str | None:
+    if tree.resolve() == ROOT:
+        return git_commit()
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True
+    )
+    return out.stdout.strip() or None
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# A run's page: ours ({report['ours_commit']}) against the original "
+        f"({report['original_commit']})",
+        "",
+        f"GET /workflows/{{id}}, {report['runs_sampled']} runs cycled, identity encoding, "
+        f"{report['requests']} requests per measurement, {report['rounds']} rounds; "
+        "median [min..max] of the rounds.",
+        "",
+        "| concurrency | ours req/s | original req/s | ours ÷ original | ours p50 ms "
+        "| original p50 ms | ours app p50 ms | ours bytes | original bytes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in report["summary"].items():
+        cells = [
+            key,
+            fmt(row["ours_rps"]),
+            fmt(row["original_rps"]),
+            fmt(row["ratio"], 2),
+            fmt(row["ours_p50_ms"], 2),
+            fmt(row["original_p50_ms"], 2),
+            fmt(row["ours_server_p50_ms"], 2),
+            fmt(row["ours_bytes"], 0),
+            fmt(row["original_bytes"], 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--original-src", type=Path, required=True, help="checkout at e95f65d")
+    parser.add_argument("--original-python", required=True, help="its venv's python")
+    parser.add_argument("--ours-db", required=True, help="ours' database URL")
+    parser.add_argument("--original-db", type=Path, required=True, help="its SQLite file")
+    parser.add_argument("--ours-tree", type=Path, default=ROOT, help="default: this tree")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=1000, help="per measurement")
+    parser.add_argument("--ids", type=int, default=200, help="runs sampled, then cycled")
+    parser.add_argument("--seed", type=int, default=0, help="of the sample")
+    parser.add_argument("--port", type=int, default=8301, help="ours; the original: +1")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--prepare", action="store_true", help="copy ours' runs into --original-db, then stop"
+    )
+    args = parser.parse_args()
+    if args.prepare:
+        prepare(
+            args.original_python,
+            args.original_src.resolve(),
+            args.ours_db,
+            args.original_db.resolve(),
+        )
+        return None
+    report = compare(args)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
