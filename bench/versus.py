@@ -316,6 +316,12 @@ class Uvicorn:
                 raise RuntimeError(f"{self.name} did not answer within 60 s")
             time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU of the server process so far, all its threads."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -391,6 +397,7 @@ def measure(server: Uvicorn, requests: list[Request], concurrency: int, n: int) 
     def note(_: Request, response: httpx.Response) -> None:
         sizes.append(len(response.content))
 
+    cpu_before = server.cpu_seconds()
     stats = asyncio.run(
         drive(
             server.url,
@@ -403,6 +410,7 @@ def measure(server: Uvicorn, requests: list[Request], concurrency: int, n: int) 
             encoding="identity",
         )
     )
+    cpu = server.cpu_seconds() - cpu_before
     got = stats.as_dict()
     if stats.errors or set(got["status_codes"]) != {"200"} or stats.requests < n:
         raise SystemExit(f"{server.name} at c{concurrency}: {got}")
@@ -411,6 +419,8 @@ def measure(server: Uvicorn, requests: list[Request], concurrency: int, n: int) 
         "p50_ms": got["p50_ms"],
         "p99_ms": got["p99_ms"],
         "server_p50_ms": got["server_p50_ms"],
+        # The server process's CPU (all its threads) per answer, warm-up included.
+        "cpu_ms": round(cpu * 1000 / len(sizes), 3),
         "bytes": round(statistics.fmean(sizes)),
     }
 
@@ -459,7 +469,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         key = f"c{concurrency}"
         row: dict[str, Any] = {"ratio": spread([r[key]["ratio"] for r in rounds])}
         for side in ("ours", "original"):
-            for metric in ("rps", "p50_ms", "p99_ms", "server_p50_ms", "bytes"):
+            for metric in ("rps", "p50_ms", "p99_ms", "server_p50_ms", "cpu_ms", "bytes"):
                 values = [r[key][side][metric] for r in rounds]
                 row[f"{side}_{metric}"] = None if None in values else spread(values)
         summary[key] = row
@@ -496,8 +506,9 @@ def markdown(report: dict[str, Any]) -> str:
         "median [min..max] of the rounds.",
         "",
         "| concurrency | ours req/s | original req/s | ours ÷ original | ours p50 ms "
-        "| original p50 ms | ours app p50 ms | ours bytes | original bytes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| original p50 ms | ours app p50 ms | ours CPU ms | original CPU ms | ours bytes "
+        "| original bytes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, row in report["summary"].items():
         cells = [
@@ -508,6 +519,8 @@ def markdown(report: dict[str, Any]) -> str:
             fmt(row["ours_p50_ms"], 2),
             fmt(row["original_p50_ms"], 2),
             fmt(row["ours_server_p50_ms"], 2),
+            fmt(row["ours_cpu_ms"], 3),
+            fmt(row["original_cpu_ms"], 3),
             fmt(row["ours_bytes"], 0),
             fmt(row["original_bytes"], 0),
         ]

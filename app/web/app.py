@@ -43,7 +43,7 @@ from app.web.formatting import FILTERS, build_url
 from app.web.live import LiveController
 from app.web.login import LoginController
 from app.web.metrics import metrics
-from app.web.pages import RunBodies
+from app.web.pages import RunPages
 from app.web.request_log import RequestLogMiddleware
 from app.web.rows import run_row
 from app.web.runs import RunController
@@ -239,7 +239,7 @@ def create_app(
                 "clock": clock,
                 "access": AccessService(settings),
                 "metrics": runs.metrics,
-                "run_bodies": RunBodies(),
+                "run_pages": RunPages(),
             }
         ),
         exception_handlers=exception_handlers,

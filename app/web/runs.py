@@ -32,7 +32,8 @@ from app.services.runs import (
 )
 from app.web import schemas
 from app.web.auth import client_of, identity_of, requires_operator
-from app.web.render import answer_format, draw, pinned_view, row_target, template
+from app.web.pages import run_page
+from app.web.render import answer_format, pinned_view, row_target, template
 from app.web.serializers import audit_json, detail_json, page_json, run_json
 
 __all__ = ["RunController"]
@@ -338,11 +339,7 @@ class RunController(Controller):
             body = detail_json(detail)
             body["history"] = [audit_json(e) for e in detail.history]
             return Response(body, media_type=MediaType.JSON)
-        context = {"detail": detail, "run": detail.summary, "history": detail.history, "now": now}
-        drawn = request.app.state.run_bodies.body(
-            detail, lambda: draw(request, "runs/_detail_body.html", **context)
-        )
-        return template("runs/detail.html", body=drawn, since=stamp_token(now), **context)
+        return Response(run_page(request, detail, now), media_type=MediaType.HTML)
 
     @get(
         "/{run_id:str}/row",

@@ -1,6 +1,6 @@
-"""A finished run's page body is drawn once and reused while the run reads the same; a
-change written by anyone, anywhere, shows on the next request, and nothing of one
-request (sign-in, CSRF token, actions, the time) leaks into another's page."""
+"""A finished run's page is drawn once and reused while the run reads the same; a change
+written by anyone, anywhere, shows on the next request, and nothing of one request (its
+CSRF token, role, the time) leaks into another's page."""
 
 from __future__ import annotations
 
@@ -16,20 +16,20 @@ from support import FROZEN_NOW, OPERATOR, VIEWER
 
 from app.store.access import AccessStore
 from app.store.tables import WorkflowRun
-from app.web import runs as run_handlers
+from app.web import pages as run_pages
 
 
 @pytest.fixture
 def draws(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The templates the run page draws apart from the page itself."""
+    """The run pages drawn."""
     drawn: list[str] = []
-    draw = run_handlers.draw
+    draw = run_pages.draw
 
     def counting(request: Any, name: str, **context: Any) -> str:
         drawn.append(name)
         return draw(request, name, **context)
 
-    monkeypatch.setattr(run_handlers, "draw", counting)
+    monkeypatch.setattr(run_pages, "draw", counting)
     return drawn
 
 
@@ -46,7 +46,21 @@ async def test_a_finished_run_is_drawn_once_while_it_reads_the_same(
     assert first.status_code == second.status_code == 200
     assert first.text == second.text
     assert "step_3" in second.text and "Config snapshot" in second.text
-    assert draws == ["runs/_detail_body.html"]
+    assert draws == ["runs/detail.html"]
+
+
+async def test_a_kept_page_gets_the_time_of_each_request(
+    client: AsyncTestClient[Any], clock: Any, draws: list[str]
+) -> None:
+    run_id = await make_run(9, created_at=FROZEN_NOW - timedelta(minutes=5), steps=1)
+    first = (await client.get(f"/workflows/{run_id}")).text
+    clock.now = FROZEN_NOW + timedelta(hours=2)
+    later = (await client.get(f"/workflows/{run_id}")).text
+    assert len(draws) == 1
+    assert '<meta name="server-time" content="2026-03-14T12:00:00+00:00">' in first
+    assert '<meta name="server-time" content="2026-03-14T14:00:00+00:00">' in later
+    assert "events?at=1773489600000000" in first and "events?at=1773496800000000" in later
+    assert "\x00" not in later
 
 
 async def test_what_another_process_writes_shows_on_the_next_request(
@@ -90,51 +104,54 @@ async def test_each_request_gets_its_own_actions_and_tokens(
     secured: AsyncTestClient[Any], draws: list[str]
 ) -> None:
     run_id = await make_run(5, created_at=FROZEN_NOW - timedelta(minutes=5), status="failed")
-    pages = {}
-    for name, token in (("operator", OPERATOR), ("viewer", VIEWER)):
+    pages = []
+    for token in (OPERATOR, VIEWER, OPERATOR):
         signed = await secured.post(
             "/login", data={"token": token, "next": "/workflows"}, follow_redirects=False
         )
         assert signed.status_code == 303
-        pages[name] = (await secured.get(f"/workflows/{run_id}")).text
+        pages.append((await secured.get(f"/workflows/{run_id}")).text)
         secured.cookies.clear()
-    tokens = {
-        name: re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-        for name, page in pages.items()
-    }
-    assert tokens["operator"] != tokens["viewer"]
-    assert f'name="_csrf" value="{tokens["operator"]}"' in pages["operator"]
-    assert tokens["operator"] not in pages["viewer"]
-    assert 'data-action="restart"' in pages["operator"]
-    assert "Read-only:" in pages["viewer"] and "Read-only:" not in pages["operator"]
-    assert draws == ["runs/_detail_body.html"]
+    tokens = [
+        re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        for page in pages
+    ]
+    assert len(set(tokens)) == 3  # three sessions
+    operator, viewer, operator_again = pages
+    for page, token in ((operator, tokens[0]), (operator_again, tokens[2])):
+        assert 'data-action="restart"' in page and "Read-only:" not in page
+        assert page.count(f'name="_csrf" value="{token}"') == 2  # sign out, restart
+        assert sum(page.count(t) for t in tokens) == 3  # the meta tag too; no other's
+    assert "Read-only:" in viewer and 'data-action="restart"' not in viewer
+    assert sum(viewer.count(t) for t in tokens) == 2 == viewer.count(tokens[1])
+    # One drawing for each kind of visitor; the second operator's page was kept.
+    assert draws == ["runs/detail.html", "runs/detail.html"]
 
 
 async def test_only_the_latest_runs_are_kept(
     client: AsyncTestClient[Any], draws: list[str]
 ) -> None:
-    bodies = client.app.state.run_bodies
+    kept = client.app.state.run_pages
     created = FROZEN_NOW - timedelta(minutes=5)
     run_ids = [await make_run(n, created_at=created) for n in (6, 7, 8)]
     size = len(await _body(client, run_ids[0]))
-    bodies.budget = 2 * size + 10  # two bodies fit, not three (each a bit under size)
+    kept.budget = 2 * size + 10  # two pages fit, not three
     for run_id in run_ids[1:]:
         await _body(client, run_id)
-    assert len(bodies) == 2 and len(draws) == 3
+    assert len(kept) == 2 and len(draws) == 3
     # The least recently shown went first.
     await _body(client, run_ids[2])
     assert len(draws) == 3
     await _body(client, run_ids[0])
-    assert len(draws) == 4 and len(bodies) == 2
-    # A body too large for its share of the budget is not kept.
-    bodies.largest = size // 2
+    assert len(draws) == 4 and len(kept) == 2
+    # A page over `largest` is not kept.
+    kept.largest = size // 2
     await _body(client, run_ids[1])
     await _body(client, run_ids[1])
-    assert len(draws) == 6 and len(bodies) == 2
+    assert len(draws) == 6 and len(kept) == 2
 
 
 async def _body(client: AsyncTestClient[Any], run_id: str) -> str:
     page = await client.get(f"/workflows/{run_id}")
     assert page.status_code == 200
-    main = _main(page.text)
-    return main[main.index('<dl id="run-facts"') :]
+    return page.text
