@@ -134,24 +134,24 @@ async def test_only_the_latest_runs_are_kept(
     kept = client.app.state.run_pages
     created = FROZEN_NOW - timedelta(minutes=5)
     run_ids = [await make_run(n, created_at=created) for n in (6, 7, 8)]
-    size = len(await _body(client, run_ids[0]))
+    size = len(await _page(client, run_ids[0]))
     kept.budget = 2 * size + 10  # two pages fit, not three
     for run_id in run_ids[1:]:
-        await _body(client, run_id)
+        await _page(client, run_id)
     assert len(kept) == 2 and len(draws) == 3
     # The least recently shown went first.
-    await _body(client, run_ids[2])
+    await _page(client, run_ids[2])
     assert len(draws) == 3
-    await _body(client, run_ids[0])
+    await _page(client, run_ids[0])
     assert len(draws) == 4 and len(kept) == 2
     # A page over `largest` is not kept.
     kept.largest = size // 2
-    await _body(client, run_ids[1])
-    await _body(client, run_ids[1])
+    await _page(client, run_ids[1])
+    await _page(client, run_ids[1])
     assert len(draws) == 6 and len(kept) == 2
 
 
-async def _body(client: AsyncTestClient[Any], run_id: str) -> str:
+async def _page(client: AsyncTestClient[Any], run_id: str) -> bytes:
     page = await client.get(f"/workflows/{run_id}")
     assert page.status_code == 200
-    return page.text
+    return page.content
