@@ -33,13 +33,16 @@ and the original's page shows no steps (its app sets no state repository).
 A measurement starts both servers (uvicorn, uvloop, httptools, one worker, no access
 log): ours from `--ours-tree` (default this tree; an exported older commit or a git
 worktree works, with its cwd and PYTHONPATH) on port P, the original with its venv on
-P + 1. It samples `--ids` run ids with a fixed seed, checks that each answers 200 on
-both with its id and workflow name in the page, warms both up, then for `--rounds`
-rounds measures at concurrency 1 and 10 `--requests` GETs each (the ids cycled, Accept
-text/html, identity encoding), ours and the original in turn (which goes first flips
-every round). Per round and as the median [min..max] of the rounds: req/s, p50 ms,
-ours' own time (Server-Timing) p50, the mean response body and ours ÷ original req/s,
-taken within a round so that the machine's drift cancels.
+P + 1. It samples run ids with a fixed seed: `--ids` to cycle (`kept`: ours keeps a
+finished run's page once drawn) and `--drawn-ids` others, a different one for each
+request (`drawn`: far more than ours keeps, so every page is drawn). It checks that
+each of the first answers 200 on both with its id and workflow name in the page, warms
+both up, then for `--rounds` rounds measures each set at concurrency 1 and 10,
+`--requests` GETs each (Accept text/html, identity encoding), ours and the original in
+turn (which goes first flips every round). Per round and as the median [min..max] of the
+rounds: req/s, p50 ms, ours' own time (Server-Timing) p50, each server's CPU per answer,
+the mean response body and ours ÷ original req/s, taken within a round so that the
+machine's drift cancels.
 """
 
 from __future__ import annotations
@@ -421,6 +424,8 @@ def measure(server: Uvicorn, requests: list[Request], concurrency: int, n: int) 
         "server_p50_ms": got["server_p50_ms"],
         # The server process's CPU (all its threads) per answer, warm-up included.
         "cpu_ms": round(cpu * 1000 / len(sizes), 3),
+        # Near 1.0: the load generator, not the server, was the limit.
+        "client_cpu": round(stats.client_cpu, 2),
         "bytes": round(statistics.fmean(sizes)),
     }
 
@@ -440,43 +445,60 @@ def fmt(value: dict[str, float] | None, digits: int = 1) -> str:
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
-    runs = sample_runs(args.original_db.resolve(), args.ids, args.seed)
-    requests = [Request("GET", f"/workflows/{run_id}", HEADERS) for run_id, _ in runs]
+    sample = sample_runs(args.original_db.resolve(), args.ids + args.drawn_ids, args.seed)
+    patterns = {
+        # A few runs over and over, as operators go back to the runs they work on:
+        # ours draws a finished run's page once and keeps it (app/web/pages.py).
+        "kept": [Request("GET", f"/workflows/{r}", HEADERS) for r, _ in sample[: args.ids]],
+        # A different run every time, far more than ours keeps: every page drawn.
+        "drawn": [Request("GET", f"/workflows/{r}", HEADERS) for r, _ in sample[args.ids :]],
+    }
     rounds: list[dict[str, Any]] = []
     with servers(args) as (ours, original):
         for server in (ours, original):
-            check_pages(server, runs)
+            check_pages(server, sample[: args.ids])
             for concurrency in CONCURRENCIES:  # warm: both connections, caches, templates
+                requests = patterns["kept"]
                 measure(server, requests, concurrency, min(2 * len(requests), 2000))
         for number in range(args.rounds):
             order = (ours, original) if number % 2 == 0 else (original, ours)
             found: dict[str, Any] = {}
-            for concurrency in CONCURRENCIES:
-                got = {s.name: measure(s, requests, concurrency, args.requests) for s in order}
-                got["ratio"] = round(got["ours"]["rps"] / got["original"]["rps"], 3)
-                found[f"c{concurrency}"] = got
-                print(
-                    f"round {number + 1} c{concurrency}: ours {got['ours']['rps']} req/s, "
-                    f"p50 {got['ours']['p50_ms']} ms (app {got['ours']['server_p50_ms']}), "
-                    f"{got['ours']['bytes']} B; original {got['original']['rps']} req/s, "
-                    f"p50 {got['original']['p50_ms']} ms, {got['original']['bytes']} B; "
-                    f"ours/original {got['ratio']}",
-                    flush=True,
-                )
+            for pattern, requests in patterns.items():
+                for concurrency in CONCURRENCIES:
+                    got = {s.name: measure(s, requests, concurrency, args.requests) for s in order}
+                    got["ratio"] = round(got["ours"]["rps"] / got["original"]["rps"], 3)
+                    found[f"{pattern} c{concurrency}"] = got
+                    print(
+                        f"round {number + 1} {pattern} c{concurrency}: ours "
+                        f"{got['ours']['rps']} req/s, p50 {got['ours']['p50_ms']} ms (app "
+                        f"{got['ours']['server_p50_ms']}, CPU {got['ours']['cpu_ms']}); "
+                        f"original {got['original']['rps']} req/s, p50 "
+                        f"{got['original']['p50_ms']} ms (CPU {got['original']['cpu_ms']}); "
+                        f"ours/original {got['ratio']}",
+                        flush=True,
+                    )
             rounds.append(found)
     summary: dict[str, Any] = {}
-    for concurrency in CONCURRENCIES:
-        key = f"c{concurrency}"
+    for key in rounds[0]:
         row: dict[str, Any] = {"ratio": spread([r[key]["ratio"] for r in rounds])}
         for side in ("ours", "original"):
-            for metric in ("rps", "p50_ms", "p99_ms", "server_p50_ms", "cpu_ms", "bytes"):
+            for metric in (
+                "rps",
+                "p50_ms",
+                "p99_ms",
+                "server_p50_ms",
+                "cpu_ms",
+                "client_cpu",
+                "bytes",
+            ):
                 values = [r[key][side][metric] for r in rounds]
                 row[f"{side}_{metric}"] = None if None in values else spread(values)
         summary[key] = row
     return {
         "ours_commit": os.environ.get("BENCH_COMMIT") or commit_of(args.ours_tree),
         "original_commit": ORIGINAL_COMMIT,
-        "runs_sampled": len(runs),
+        "kept_runs": args.ids,
+        "drawn_runs": args.drawn_ids,
         "seed": args.seed,
         "rounds": args.rounds,
         "requests": args.requests,
@@ -501,14 +523,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"# A run's page: ours ({report['ours_commit']}) against the original "
         f"({report['original_commit']})",
         "",
-        f"GET /workflows/{{id}}, {report['runs_sampled']} runs cycled, identity encoding, "
-        f"{report['requests']} requests per measurement, {report['rounds']} rounds; "
-        "median [min..max] of the rounds.",
+        f"GET /workflows/{{id}}, identity encoding, {report['requests']} requests per "
+        f"measurement, {report['rounds']} rounds; median [min..max] of the rounds. `kept`: "
+        f"{report['kept_runs']} runs cycled; `drawn`: {report['drawn_runs']} runs, a "
+        "different one each time. CPU: the server process's, per answer; client CPU: the "
+        "load generator's share of a core (near 1.0, it was the limit).",
         "",
-        "| concurrency | ours req/s | original req/s | ours ÷ original | ours p50 ms "
-        "| original p50 ms | ours app p50 ms | ours CPU ms | original CPU ms | ours bytes "
-        "| original bytes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| runs, concurrency | ours req/s | original req/s | ours ÷ original | ours p50 ms "
+        "| original p50 ms | ours app p50 ms | ours CPU ms | original CPU ms "
+        "| client CPU (ours / original) | ours bytes | original bytes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, row in report["summary"].items():
         cells = [
@@ -521,6 +545,7 @@ def markdown(report: dict[str, Any]) -> str:
             fmt(row["ours_server_p50_ms"], 2),
             fmt(row["ours_cpu_ms"], 3),
             fmt(row["original_cpu_ms"], 3),
+            f"{row['ours_client_cpu']['median']:.2f} / {row['original_client_cpu']['median']:.2f}",
             fmt(row["ours_bytes"], 0),
             fmt(row["original_bytes"], 0),
         ]
@@ -539,7 +564,10 @@ def main() -> dict[str, Any] | None:
     parser.add_argument("--ours-tree", type=Path, default=ROOT, help="default: this tree")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=1000, help="per measurement")
-    parser.add_argument("--ids", type=int, default=200, help="runs sampled, then cycled")
+    parser.add_argument("--ids", type=int, default=100, help="runs cycled (`kept`)")
+    parser.add_argument(
+        "--drawn-ids", type=int, default=5000, help="runs each asked for once (`drawn`)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="of the sample")
     parser.add_argument("--port", type=int, default=8301, help="ours; the original: +1")
     parser.add_argument("--json", type=Path, help="also write the report here")
