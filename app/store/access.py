@@ -7,9 +7,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from piccolo.query.methods.raw import Raw
-
 from app.store.dbtime import db_ago, db_now
+from app.store.engine import Read
 from app.store.models import AuditView
 from app.store.tables import AuditEntry, WebSession
 
@@ -126,10 +125,10 @@ class AccessStore:
         self, *, run_id: str | None = None, before: int | None = None, limit: int = 100
     ) -> list[AuditView]:
         """Newest first; about one run (as the run acted on or the run it created)."""
-        return audit_views(await history_query(run_id, before=before, limit=limit))
+        return audit_views(await history_query(run_id, before=before, limit=limit).raw())
 
 
-def history_query(run_id: str | uuid.UUID | None, *, before: int | None = None, limit: int) -> Raw:
+def history_query(run_id: str | uuid.UUID | None, *, before: int | None = None, limit: int) -> Read:
     """The audit entries newest first; about one run, as the run acted on or the run
     it created (see `audit_views`)."""
     conditions: list[str] = []
@@ -141,11 +140,11 @@ def history_query(run_id: str | uuid.UUID | None, *, before: int | None = None, 
         conditions.append("id < {}")
         args.append(before)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return AuditEntry.raw(
+    return Read(
+        AuditEntry,
         "SELECT id, at, actor, role, action, run_id, new_run_id, via, client, detail"
         f" FROM audit_entry{where} ORDER BY id DESC LIMIT {{}}",
-        *args,
-        limit,
+        (*args, limit),
     )
 
 

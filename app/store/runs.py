@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from piccolo.columns.combination import WhereRaw
-from piccolo.query.methods.raw import Raw
 
 from app.store.access import audit_views, history_query
 from app.store.dbtime import db_ago, db_now, is_postgres, retrying
-from app.store.engine import read_together
+from app.store.engine import Read, read_together
 from app.store.models import (
     Attempt,
     Cursor,
@@ -98,8 +97,8 @@ _STEPS_SQL = (
 )
 
 
-def steps_query(run: uuid.UUID) -> Raw:
-    return StepRun.raw(_STEPS_SQL, run)
+def steps_query(run: uuid.UUID) -> Read:
+    return Read(StepRun, _STEPS_SQL, (run,))
 
 
 def sort_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1157,7 +1156,7 @@ class RunStore:
         if parsed is None:
             return None
         # The steps and the history need only the id: all in one go.
-        reads = [WorkflowRun.raw(_DETAIL_SQL, parsed, parsed, parsed, parsed), steps_query(parsed)]
+        reads = [Read(WorkflowRun, _DETAIL_SQL, (parsed,) * 4), steps_query(parsed)]
         if history:
             reads.append(history_query(parsed, limit=history))
         chain, steps, *audit = await read_together(*reads)

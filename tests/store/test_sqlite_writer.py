@@ -15,7 +15,7 @@ from factories import make_run
 from support import BACKEND, FROZEN_NOW
 
 from app.store import db
-from app.store.engine import CHECKPOINT_PAGES, may_write, read_together
+from app.store.engine import CHECKPOINT_PAGES, Read, may_write, read_together
 from app.store.runs import RunStore
 from app.store.tables import WorkflowRun
 
@@ -159,12 +159,12 @@ async def test_a_failed_read_leaves_its_reader_usable(empty_db: str) -> None:
     run_id = await make_run(1, created_at=FROZEN_NOW, status="completed")
     with pytest.raises(sqlite3.OperationalError, match="no such column"):
         await read_together(
-            WorkflowRun.raw("SELECT id FROM workflow_run"),
-            WorkflowRun.raw("SELECT missing_column FROM workflow_run"),
+            Read(WorkflowRun, "SELECT id FROM workflow_run"),
+            Read(WorkflowRun, "SELECT missing_column FROM workflow_run"),
         )
     pool = db.current_engine()._pool()  # type: ignore[attr-defined]
     assert pool.all and not any(c._conn.in_transaction for c in pool.all)
     (found,) = await read_together(
-        WorkflowRun.raw("SELECT id FROM workflow_run WHERE id = {}", uuid.UUID(run_id))
+        Read(WorkflowRun, "SELECT id FROM workflow_run WHERE id = {}", (uuid.UUID(run_id),))
     )
     assert [str(r["id"]) for r in found] == [run_id]
