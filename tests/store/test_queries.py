@@ -147,3 +147,11 @@ async def test_corrupt_snapshot_is_returned_as_text_not_raised(empty_db: str) ->
     found = await RunStore().get_snapshot(run_id)
     assert found is not None
     assert found[1] == "{not json"
+
+
+async def test_reads_together_inside_a_transaction(empty_db: str) -> None:
+    run_id = await make_run(1, created_at=FROZEN_NOW, status="completed", steps=2)
+    store = RunStore()
+    async with WorkflowRun._meta.db.transaction():
+        detail = await store.get_detail(run_id, history=5)
+    assert detail is not None and len(detail.steps) == 2 and detail.history == ()

@@ -168,3 +168,25 @@ async def test_a_failed_read_leaves_its_reader_usable(empty_db: str) -> None:
         Read(WorkflowRun, "SELECT id FROM workflow_run WHERE id = {}", (uuid.UUID(run_id),))
     )
     assert [str(r["id"]) for r in found] == [run_id]
+
+
+async def test_a_cancelled_read_leaves_no_reader_in_a_transaction(empty_db: str) -> None:
+    await make_run(1, created_at=FROZEN_NOW, status="completed")
+    slow = Read(
+        WorkflowRun,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {})"
+        " SELECT count(*) AS c FROM n",
+        (3_000_000,),
+    )
+    await read_together(Read(WorkflowRun, "SELECT 1 AS one"))
+    pool = db.current_engine()._pool()  # type: ignore[attr-defined]
+    (reader,) = pool.all
+    task = asyncio.create_task(read_together(Read(WorkflowRun, "SELECT 1 AS one"), slow))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The reader that was cut off mid-transaction is closed, not handed to the next read.
+    assert reader not in pool.all and pool.idle.empty()
+    (rows,) = await read_together(Read(WorkflowRun, "SELECT count(*) AS n FROM workflow_run"))
+    assert rows == [{"n": 1}]

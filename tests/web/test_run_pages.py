@@ -4,8 +4,10 @@ CSRF token, role, the time) leaks into another's page."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -15,8 +17,10 @@ from litestar.testing import AsyncTestClient
 from support import FROZEN_NOW, OPERATOR, VIEWER
 
 from app.store.access import AccessStore
+from app.store.runs import RunStore
 from app.store.tables import WorkflowRun
 from app.web import pages as run_pages
+from app.web.pages import RunPages
 
 
 @pytest.fixture
@@ -155,3 +159,47 @@ async def _page(client: AsyncTestClient[Any], run_id: str) -> bytes:
     page = await client.get(f"/workflows/{run_id}")
     assert page.status_code == 200
     return page.content
+
+
+async def test_a_token_and_a_session_of_one_role_get_their_own_pages(
+    secured: AsyncTestClient[Any], draws: list[str]
+) -> None:
+    run_id = await make_run(10, created_at=FROZEN_NOW - timedelta(minutes=5), status="failed")
+    bearer = {"Authorization": f"Bearer {OPERATOR}"}
+    by_token = (await secured.get(f"/workflows/{run_id}", headers=bearer)).text
+    signed = await secured.post(
+        "/login", data={"token": OPERATOR, "next": "/workflows"}, follow_redirects=False
+    )
+    assert signed.status_code == 303
+    in_session = (await secured.get(f"/workflows/{run_id}")).text
+    secured.cookies.clear()
+    again = (await secured.get(f"/workflows/{run_id}", headers=bearer)).text
+    # A token's requests carry no CSRF field (they need none); a session's forms do.
+    assert 'name="_csrf"' not in by_token and "Sign out" not in by_token
+    assert by_token == again
+    token = re.search(r'name="csrf-token" content="([^"]+)"', in_session).group(1)  # type: ignore[union-attr]
+    assert token and in_session.count(f'name="_csrf" value="{token}"') == 2
+    assert draws == ["runs/detail.html", "runs/detail.html"]
+
+
+async def test_a_page_holding_a_requests_own_token_is_not_kept(empty_db: str) -> None:
+    run_id = await make_run(11, created_at=FROZEN_NOW - timedelta(minutes=5))
+    detail = await RunStore().get_detail(run_id)
+    assert detail is not None
+    pages = RunPages()
+    values = {"csrf": "tok-alice", "server_time": "t1", "since": "1"}
+
+    def leaky(holes: Mapping[str, str]) -> str:
+        # A part that took the request's token itself instead of the mark.
+        return f"<meta content='{holes['csrf']}'><form><input value='{values['csrf']}'>"
+
+    assert pages.page(detail, "operator", values, leaky) == (
+        b"<meta content='tok-alice'><form><input value='tok-alice'>"
+    )
+    assert len(pages) == 0
+
+    def escaped(holes: Mapping[str, str]) -> str:
+        return f"<script>{json.dumps(holes['since'])}</script>"  # the mark, escaped
+
+    assert b"\\u0000" in pages.page(detail, "operator", values, escaped)
+    assert len(pages) == 0
