@@ -185,13 +185,30 @@ def restart_each(
 
 
 class Server:
-    """`uvicorn <factory> --factory`, one worker, in a subprocess on a free loopback port."""
+    """`uvicorn <factory> --factory`, one worker, in a subprocess on a loopback port (a
+    free one unless given); ready once `health` answers 200. `python` and `options`
+    (uvloop, httptools, no access log...) serve another project's app the same way."""
 
-    def __init__(self, factory: str, env: dict[str, str], cwd: Path | None = None):
+    def __init__(
+        self,
+        factory: str,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        *,
+        name: str | None = None,
+        python: str = sys.executable,
+        port: int | None = None,
+        health: str = "/healthz",
+        options: Sequence[str] = (),
+    ):
         self.factory = factory
+        self.name = name or factory
         # Another tree (an older commit, exported) serves with its own code.
         self.cwd = cwd or ROOT
-        self.port = free_port()
+        self.python = python
+        self.port = port or free_port()
+        self.health = health
+        self.options = list(options)
         self.env = {"CA_ALLOWED_HOSTS": f"127.0.0.1:{self.port}", **env}
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -199,7 +216,7 @@ class Server:
     def __enter__(self) -> Server:
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "uvicorn",
                 self.factory,
@@ -210,6 +227,7 @@ class Server:
                 str(self.port),
                 "--workers",
                 "1",
+                *self.options,
                 "--log-level",
                 "warning",
             ],
@@ -219,16 +237,21 @@ class Server:
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.factory} exited with {self.proc.returncode}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"{self.factory} did not answer within 60 s")
+                raise RuntimeError(f"{self.name} did not answer within 60 s")
             time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU of the server process so far, all its threads."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @property
     def pid(self) -> int:

@@ -52,27 +52,26 @@ import asyncio
 import json
 import os
 import random
-import signal
 import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.load import ROOT, Request, drive
+from bench.load import ROOT, Request, Server, drive
 from bench.run import git_commit, server_env
 
 ORIGINAL_COMMIT = "e95f65d"
 CONCURRENCIES = (1, 10)
+# Both servers: the C event loop and HTTP parser, no access log.
+UVICORN = ("--loop", "uvloop", "--http", "httptools", "--no-access-log")
 HEADERS = {"Accept": "text/html"}
 
 # The original's modules that import heavy things the run page does not use, and what
@@ -260,112 +259,33 @@ def port_free(port: int) -> bool:
         return True
 
 
-@dataclass
-class Uvicorn:
-    """`python -m uvicorn <factory> --factory`, one worker, uvloop and httptools, no
-    access log, on a given loopback port; ready once `health` answers 200."""
-
-    name: str
-    python: str
-    factory: str
-    cwd: Path
-    env: dict[str, str]
-    port: int
-    health: str
-    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Uvicorn:
-        if not port_free(self.port):
-            raise SystemExit(f"port {self.port} is taken: pick others with --port")
-        self.proc = subprocess.Popen(
-            [
-                self.python,
-                "-m",
-                "uvicorn",
-                self.factory,
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=self.cwd,
-            env={**os.environ, **self.env},
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + self.health, timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} did not answer within 60 s")
-            time.sleep(0.1)
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU of the server process so far, all its threads."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 @contextmanager
-def servers(args: argparse.Namespace) -> Iterator[tuple[Uvicorn, Uvicorn]]:
+def servers(args: argparse.Namespace) -> Iterator[tuple[Server, Server]]:
     tree = args.ours_tree.resolve()
     src = args.original_src.resolve()
+    for port in (args.port, args.port + 1):
+        if not port_free(port):
+            raise SystemExit(f"port {port} is taken: pick others with --port")
     with ExitStack() as stack:
         support = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="versus-")))
         write_original_support(support)
-        ours = Uvicorn(
-            "ours",
-            sys.executable,
+        ours = Server(
             "app.web.app:create_app",
+            {**server_env(args.ours_db), "PYTHONPATH": str(tree)},
             tree,
-            {
-                **server_env(args.ours_db),
-                "CA_ALLOWED_HOSTS": f"127.0.0.1:{args.port}",
-                "PYTHONPATH": str(tree),
-            },
-            args.port,
-            "/healthz",
+            name="ours",
+            port=args.port,
+            options=UVICORN,
         )
-        original = Uvicorn(
-            "original",
-            args.original_python,
+        original = Server(
             "versus_original:create_app",
-            support,
             original_env(support, src, args.original_db.resolve()),
-            args.port + 1,
-            "/health",
+            support,
+            name="original",
+            python=args.original_python,
+            port=args.port + 1,
+            health="/health",
+            options=UVICORN,
         )
         yield stack.enter_context(ours), stack.enter_context(original)
 
@@ -385,7 +305,7 @@ def sample_runs(original_db: Path, count: int, seed: int) -> list[tuple[str, str
     return random.Random(seed).sample(rows, count)
 
 
-def check_pages(server: Uvicorn, runs: list[tuple[str, str]]) -> None:
+def check_pages(server: Server, runs: list[tuple[str, str]]) -> None:
     """Every sampled run's page answers 200 and names the run and its workflow."""
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for run_id, name in runs:
@@ -394,7 +314,7 @@ def check_pages(server: Uvicorn, runs: list[tuple[str, str]]) -> None:
                 raise SystemExit(f"{server.name}: /workflows/{run_id} gave {page.status_code}")
 
 
-def measure(server: Uvicorn, requests: list[Request], concurrency: int, n: int) -> dict[str, Any]:
+def measure(server: Server, requests: list[Request], concurrency: int, n: int) -> dict[str, Any]:
     sizes: list[int] = []
 
     def note(_: Request, response: httpx.Response) -> None:
