@@ -42,7 +42,9 @@ both up, then for `--rounds` rounds measures each set at concurrency 1 and 10,
 turn (which goes first flips every round). Per round and as the median [min..max] of the
 rounds: req/s, p50 ms, ours' own time (Server-Timing) p50, each server's CPU per answer,
 the mean response body and ours ÷ original req/s, taken within a round so that the
-machine's drift cancels.
+machine's drift cancels. The load comes from bench.load's httpx client, or with
+`--wrk SECONDS` from wrk (Debian's `wrk`), which needs so little CPU that at
+concurrency 10 the servers, not the load generator, are the limit on this machine.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ import asyncio
 import json
 import os
 import random
+import re
+import resource
 import socket
 import sqlite3
 import statistics
@@ -350,6 +354,74 @@ def measure(server: Server, requests: list[Request], concurrency: int, n: int) -
     }
 
 
+# wrk's script: each request takes the next path, with the same headers as httpx sends.
+WRK_SCRIPT = """
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i - 1) % #paths + 1],
+    {["Accept"] = "text/html", ["Accept-Encoding"] = "identity"})
+end
+"""
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def measure_wrk(
+    server: Server, requests: list[Request], concurrency: int, seconds: int
+) -> dict[str, Any]:
+    """The same measurement by wrk (C, one thread): a load generator that needs far less
+    CPU than the servers, so that at concurrency 10 they, not it, are the limit."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(f"paths = {{{', '.join(json.dumps(r.path) for r in requests)}}}\n")
+        script.write(WRK_SCRIPT)
+        script.flush()
+        cpu_before = server.cpu_seconds()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                server.url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        cpu = server.cpu_seconds() - cpu_before
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = run.stdout
+    answered = int(_found(r"(\d+) requests in", out))
+    if "Non-2xx" in out or "Socket errors" in out or not answered:
+        raise SystemExit(f"{server.name} at c{concurrency} (wrk):\n{out}")
+    latency = {
+        q: float(v) * _UNITS[u] for q, v, u in re.findall(r"(50|99)%\s+([\d.]+)(us|ms|s)", out)
+    }
+    wrk_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    with httpx.Client(base_url=server.url, headers={"Accept-Encoding": "identity"}) as client:
+        size = len(client.get(requests[0].path, headers=HEADERS).content)
+    return {
+        "rps": float(_found(r"Requests/sec:\s+([\d.]+)", out)),
+        "p50_ms": round(latency["50"], 3),
+        "p99_ms": round(latency["99"], 3),
+        "server_p50_ms": None,
+        "cpu_ms": round(cpu * 1000 / answered, 3),
+        "client_cpu": round(wrk_cpu / seconds, 2),
+        "bytes": size,
+    }
+
+
+def _found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise SystemExit(f"wrk's report lacks {pattern!r}:\n{text}")
+    return match.group(1)
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {
         "median": round(statistics.median(values), 3),
@@ -385,7 +457,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             found: dict[str, Any] = {}
             for pattern, requests in patterns.items():
                 for concurrency in CONCURRENCIES:
-                    got = {s.name: measure(s, requests, concurrency, args.requests) for s in order}
+                    got = {s.name: args.measure(s, requests, concurrency) for s in order}
                     got["ratio"] = round(got["ours"]["rps"] / got["original"]["rps"], 3)
                     found[f"{pattern} c{concurrency}"] = got
                     print(
@@ -489,6 +561,12 @@ def main() -> dict[str, Any] | None:
         "--drawn-ids", type=int, default=5000, help="runs each asked for once (`drawn`)"
     )
     parser.add_argument("--seed", type=int, default=0, help="of the sample")
+    parser.add_argument(
+        "--wrk",
+        type=int,
+        metavar="SECONDS",
+        help="load with wrk for this long per measurement instead of httpx (apt install wrk)",
+    )
     parser.add_argument("--port", type=int, default=8301, help="ours; the original: +1")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument(
@@ -503,6 +581,10 @@ def main() -> dict[str, Any] | None:
             args.original_db.resolve(),
         )
         return None
+    if args.wrk:
+        args.measure = lambda s, reqs, c: measure_wrk(s, reqs, c, args.wrk)
+    else:
+        args.measure = lambda s, reqs, c: measure(s, reqs, c, args.requests)
     report = compare(args)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
