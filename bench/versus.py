@@ -556,7 +556,7 @@ def main() -> dict[str, Any] | None:
     parser.add_argument("--ours-tree", type=Path, default=ROOT, help="default: this tree")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=1000, help="per measurement")
-    parser.add_argument("--ids", type=int, default=100, help="runs cycled (`kept`)")
+    parser.add_argument("--ids", type=int, default=50, help="runs cycled (`kept`)")
     parser.add_argument(
         "--drawn-ids", type=int, default=5000, help="runs each asked for once (`drawn`)"
     )
