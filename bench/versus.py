@@ -494,6 +494,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "rounds": args.rounds,
         "requests": args.requests,
+        "load": f"wrk for {args.wrk} s" if args.wrk else f"httpx, {args.requests} requests",
         "python": sys.version.split()[0],
         "cores": os.cpu_count(),
         "per_round": rounds,
@@ -515,8 +516,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"# A run's page: ours ({report['ours_commit']}) against the original "
         f"({report['original_commit']})",
         "",
-        f"GET /workflows/{{id}}, identity encoding, {report['requests']} requests per "
-        f"measurement, {report['rounds']} rounds; median [min..max] of the rounds. `kept`: "
+        f"GET /workflows/{{id}}, identity encoding, {report['load']} per measurement, "
+        f"{report['rounds']} rounds; median [min..max] of the rounds. `kept`: "
         f"{report['kept_runs']} runs cycled; `drawn`: {report['drawn_runs']} runs, a "
         "different one each time. CPU: the server process's, per answer; client CPU: the "
         "load generator's share of a core (near 1.0, it was the limit).",
