@@ -24,7 +24,7 @@ import msgspec
 from litestar import Request
 
 from app.services.live import stamp_token
-from app.store.models import RunDetail
+from app.services.runs import RunDetail
 from app.web.auth import identity_of
 from app.web.formatting import iso
 from app.web.render import draw
